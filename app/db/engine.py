@@ -1,0 +1,115 @@
+"""Engine construction for the two supported databases.
+
+* SQLite (embedded default): aiosqlite, WAL, `synchronous=FULL`, `secure_delete=ON`, a busy timeout,
+  and every transaction opened with `BEGIN IMMEDIATE` so writers queue on the lock up front instead
+  of failing on upgrade from a read lock. The pragmas are read back and asserted at start.
+* PostgreSQL: psycopg 3 (async), which also serves LISTEN/NOTIFY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+
+class DatabaseConfigError(ValueError):
+    """The database URL or its settings cannot be used; the message is one line for operators."""
+
+
+SQLITE_PRAGMAS_EXPECTED = {"journal_mode": "wal", "synchronous": 2, "secure_delete": 1, "foreign_keys": 1}
+
+
+def async_url(raw: str) -> URL:
+    """Map an operator's `sqlite:///PATH` / `postgresql://…` to the async driver the app uses."""
+    try:
+        url = make_url(raw)
+    except ArgumentError as exc:
+        raise DatabaseConfigError("HOTLINE_DATABASE_URL is not a valid database URL") from exc
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise DatabaseConfigError("HOTLINE_DATABASE_URL: SQLite needs a file path (sqlite:///PATH)")
+        return url.set(drivername="sqlite+aiosqlite")
+    if backend in {"postgresql", "postgres"}:
+        return url.set(drivername="postgresql+psycopg")
+    raise DatabaseConfigError("HOTLINE_DATABASE_URL must start with sqlite:/// or postgresql://")
+
+
+def sync_url(raw: str) -> URL:
+    """The same database through a synchronous driver (CLI tools, admin commands in tests)."""
+    url = async_url(raw)
+    return url.set(drivername="sqlite" if url.get_backend_name() == "sqlite" else "postgresql+psycopg")
+
+
+def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the driver so we can issue BEGIN IMMEDIATE ourselves.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA secure_delete = ON")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@dataclass
+class Database:
+    """The engine and session factory one process uses."""
+
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    async def ping(self, timeout: float = 2.0) -> bool:
+        """True when a query round-trips within `timeout` seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:  # noqa: BLE001 — readiness is a yes/no question
+            return False
+
+    async def assert_sqlite_pragmas(self) -> None:
+        """Refuse to serve if SQLite did not accept the durability and secure-delete settings."""
+        if not self.is_sqlite:
+            return
+        async with self.engine.connect() as conn:
+            for pragma, expected in SQLITE_PRAGMAS_EXPECTED.items():
+                value = (await conn.exec_driver_sql(f"PRAGMA {pragma}")).scalar()
+                if str(value).lower() != str(expected):
+                    raise DatabaseConfigError(f"SQLite refused PRAGMA {pragma} (got {value!r})")
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def create_database(raw_url: str, *, sqlite_busy_timeout_ms: int = 5000, pool_size: int = 10) -> Database:
+    url = async_url(raw_url)
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.get_backend_name() == "postgresql":
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+    engine = create_async_engine(url, **kwargs)
+    if url.get_backend_name() == "sqlite":
+        _install_sqlite_hooks(engine, sqlite_busy_timeout_ms)
+    return Database(engine=engine, sessionmaker=async_sessionmaker(engine, expire_on_commit=False))

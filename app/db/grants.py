@@ -1,0 +1,52 @@
+"""`hotline db grant ROLE`: the PostgreSQL privileges of the role the service connects as.
+
+Migrations run as the owner and create no roles, so `db upgrade` works on a plain database. The
+service role gets read/write on ordinary tables, and only SELECT/INSERT on tables whose
+`Table.info["append_only"]` is set (the audit log); `alembic_version` is read-only for it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from app.db.engine import Database
+
+
+class GrantError(RuntimeError):
+    pass
+
+
+def grant_statements(role: str) -> list[str]:
+    from app.models import metadata
+
+    quoted = '"' + role.replace('"', '""') + '"'
+    statements = [f"GRANT USAGE ON SCHEMA public TO {quoted}"]
+    for table in metadata.sorted_tables:
+        name = f'"{table.name}"'
+        statements.append(f"REVOKE ALL ON {name} FROM {quoted}")
+        if table.info.get("append_only"):
+            statements.append(f"GRANT SELECT, INSERT ON {name} TO {quoted}")
+        else:
+            statements.append(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {name} TO {quoted}")
+    statements.append(f"REVOKE ALL ON alembic_version FROM {quoted}")
+    statements.append(f"GRANT SELECT ON alembic_version TO {quoted}")
+    statements.append(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}")
+    return statements
+
+
+async def apply_grants(database: Database, role: str) -> list[str]:
+    if database.dialect != "postgresql":
+        raise GrantError("db grant applies to PostgreSQL only")
+    if not role.replace("_", "").isalnum():
+        raise GrantError("ROLE must be a plain identifier (letters, digits, _)")
+    async with database.engine.begin() as conn:
+        exists = (await conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role})).first()
+        if not exists:
+            raise GrantError(f"role {role} does not exist: create it first (CREATE ROLE {role} LOGIN …)")
+        owner = (await conn.execute(text("SELECT current_user"))).scalar()
+        if owner == role:
+            raise GrantError("the service role must not be the owner that runs migrations")
+        statements = grant_statements(role)
+        for statement in statements:
+            await conn.exec_driver_sql(statement)
+    return statements

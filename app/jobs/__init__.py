@@ -1,0 +1,1 @@
+"""Durable background jobs: REST calls to Twilio, offer timeouts, checkpoints, clean-up."""

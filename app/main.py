@@ -1,0 +1,107 @@
+"""The FastAPI application factory and its lifespan (database, checks, jobs runner)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from app.clock import Clock, SystemClock
+from app.db import migrate
+from app.db.engine import Database, create_database
+from app.errors import install_error_handlers
+from app.health.router import router as health_router
+from app.jobs.runner import JobRunner
+from app.logging import configure_logging
+from app.middleware import RequestContextMiddleware
+from app.settings import Settings, load_settings
+
+log = logging.getLogger("hotline")
+
+
+class StartupError(RuntimeError):
+    """The service must not start; the message is one line for the operator."""
+
+
+async def startup_checks(settings: Settings, database: Database) -> None:
+    problems = settings.production_problems()
+    if problems:
+        raise StartupError("; ".join(problems))
+    await database.assert_sqlite_pragmas()
+    if not await migrate.is_at_head(database):
+        raise StartupError("the database schema is not at the latest revision: run `hotline db upgrade`")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    database: Database | None = None,
+    run_jobs: bool | None = None,
+) -> FastAPI:
+    settings = settings or load_settings()
+    clock = clock or SystemClock()
+    owns_database = database is None
+    database = database or create_database(
+        settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    )
+    run_jobs = settings.jobs_enabled if run_jobs is None else run_jobs
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await startup_checks(settings, database)
+        stop = asyncio.Event()
+        runner_task: asyncio.Task[None] | None = None
+        if run_jobs:
+            runner = JobRunner(
+                database,
+                clock,
+                lease_seconds=settings.jobs_lease_seconds,
+                poll_seconds=settings.jobs_poll_seconds,
+                services=app.state.services,
+            )
+            app.state.job_runner = runner
+            runner_task = asyncio.create_task(runner.run_forever(stop), name="jobs-runner")
+        log.info("service started", extra={"env": settings.env.value, "database": database.dialect})
+        try:
+            yield
+        finally:
+            stop.set()
+            if runner_task is not None:
+                try:
+                    await asyncio.wait_for(runner_task, timeout=10)
+                except TimeoutError:
+                    runner_task.cancel()
+            if owns_database:
+                await database.dispose()
+            log.info("service stopped")
+
+    docs = settings.docs_open
+    app = FastAPI(
+        title="Hotline case intake",
+        version="0.1.0",
+        lifespan=lifespan,
+        debug=settings.debug and not settings.is_production,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.clock = clock
+    app.state.database = database
+    app.state.services = {"settings": settings}
+    app.state.readiness_checks = {}
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health_router)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry point for uvicorn workers (`--factory`): settings from the environment."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,6 @@
+"""Every model module, imported so `Base.metadata` is complete (migrations, drift checks)."""
+
+from app.db.base import Base
+from app.jobs import models as _jobs  # noqa: F401
+
+metadata = Base.metadata

@@ -1,0 +1,169 @@
+"""Service settings, read once from the environment or a `.env` file.
+
+Every name is `HOTLINE_`-prefixed except Twilio's two conventional ones. Secrets are `SecretStr`
+and have no working default. `Settings.production_problems()` lists everything production refuses,
+one clear line each; `hotline serve` prints them and exits without a traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import StrEnum
+from functools import cached_property
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+TWILIO_DEFAULT_API_URL = "https://api.twilio.com"
+
+# Values that look like a secret but are documentation or copy-paste leftovers.
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "changethis", "secret", "password", "xxx", "todo", "your-auth-token"}
+)
+
+
+class Environment(StrEnum):
+    development = "development"
+    production = "production"
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HOTLINE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    env: Environment = Environment.development
+    database_url: str = "sqlite:///./hotline.db"
+    keyring_file: str = "./hotline-keys.json"
+    public_url: str = "http://127.0.0.1:8000"
+
+    twilio_account_sid: str | None = Field(
+        default=None, validation_alias=AliasChoices("TWILIO_ACCOUNT_SID", "HOTLINE_TWILIO_ACCOUNT_SID")
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN", "HOTLINE_TWILIO_AUTH_TOKEN")
+    )
+    twilio_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("TWILIO_API_KEY", "HOTLINE_TWILIO_API_KEY")
+    )
+    twilio_api_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TWILIO_API_SECRET", "HOTLINE_TWILIO_API_SECRET")
+    )
+    twilio_previous_auth_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    twilio_number: str | None = None
+    twilio_api_url: str = TWILIO_DEFAULT_API_URL
+    overflow_number: str | None = None
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    db_service_role: str | None = None
+
+    debug: bool = False
+    # OpenAPI and /docs: open by default in development, closed in production (and refused there if set).
+    docs_enabled: bool | None = None
+    log_level: str = "INFO"
+    # SQLite only: how long a writer waits for the write lock before giving up.
+    sqlite_busy_timeout_ms: int = Field(default=5000, ge=100, le=60000)
+    # Jobs runner: polling period, lease length and retry ceiling for durable background jobs.
+    jobs_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    jobs_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
+    jobs_max_attempts: int = Field(default=8, ge=1, le=100)
+    jobs_enabled: bool = True
+
+    @field_validator("twilio_previous_auth_tokens", "trusted_proxies", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP address or network") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0].split("+", 1)[0]
+        if scheme not in {"sqlite", "postgresql", "postgres"}:
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an absolute http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("db_service_role")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        if value is not None and not value.replace("_", "").isalnum():
+            raise ValueError("must be a plain identifier (letters, digits, _)")
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.production
+
+    @property
+    def docs_open(self) -> bool:
+        return (not self.is_production) if self.docs_enabled is None else self.docs_enabled
+
+    @cached_property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def twilio_auth_tokens(self) -> list[str]:
+        """Tokens accepted for webhook signatures: the current one first, then rotation leftovers."""
+        tokens = [self.twilio_auth_token] if self.twilio_auth_token else []
+        tokens += self.twilio_previous_auth_tokens
+        return [t.get_secret_value() for t in tokens if t.get_secret_value()]
+
+    def production_problems(self) -> list[str]:
+        """Every reason production must not start with these settings (empty when fine)."""
+        if not self.is_production:
+            return []
+        problems: list[str] = []
+
+        def placeholder(secret: SecretStr | None) -> bool:
+            return secret is None or secret.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS
+
+        if not self.public_url.startswith("https://"):
+            problems.append("HOTLINE_PUBLIC_URL must be https in production")
+        if not self.twilio_account_sid:
+            problems.append("TWILIO_ACCOUNT_SID is required in production")
+        if placeholder(self.twilio_auth_token):
+            problems.append("TWILIO_AUTH_TOKEN is missing or a placeholder")
+        if self.twilio_api_key and placeholder(self.twilio_api_secret):
+            problems.append("TWILIO_API_SECRET is missing or a placeholder while TWILIO_API_KEY is set")
+        if not self.twilio_number:
+            problems.append("HOTLINE_TWILIO_NUMBER is required in production")
+        if not self.overflow_number:
+            problems.append("HOTLINE_OVERFLOW_NUMBER is required in production")
+        if self.debug:
+            problems.append("HOTLINE_DEBUG must be off in production")
+        if self.docs_enabled is True:
+            problems.append("HOTLINE_DOCS_ENABLED must be false in production (no open API docs)")
+        if self.twilio_api_url != TWILIO_DEFAULT_API_URL:
+            problems.append("HOTLINE_TWILIO_API_URL must be Twilio's own API in production")
+        return problems
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (and `.env`), with explicit overrides for tests and the CLI."""
+    return Settings(**overrides)
