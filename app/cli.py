@@ -63,7 +63,11 @@ def cli() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to bind.")
 @click.option(
-    "--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes (PostgreSQL)."
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker processes (PostgreSQL).",
 )
 def serve(host: str, port: int, workers: int) -> None:
     """Apply migrations (embedded SQLite default) and start the service."""

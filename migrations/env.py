@@ -8,10 +8,9 @@ obtained via `AsyncConnection.run_sync`). Run by hand, `sqlalchemy.url` from the
 from __future__ import annotations
 
 import os
-
-from alembic import context
 from typing import Any
 
+from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 from sqlalchemy.types import TypeDecorator
 

@@ -116,6 +116,7 @@ async def app(settings: Settings, clock: FrozenClock, database: Database) -> Asy
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
+    # Like a real server: an unhandled error becomes the 500 response rather than a test exception.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="https://hotline.test") as http:
         yield http

@@ -18,7 +18,9 @@ async def test_readyz_reports_database(client: httpx.AsyncClient) -> None:
     assert response.json()["checks"]["database"] is True
 
 
-async def test_readyz_is_503_when_the_database_is_unreachable(app: FastAPI, client: httpx.AsyncClient) -> None:
+async def test_readyz_is_503_when_the_database_is_unreachable(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
     working = app.state.database
     app.state.database = create_database("postgresql://nobody@127.0.0.1:1/none")
     try:

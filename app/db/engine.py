@@ -87,7 +87,7 @@ class Database:
                 async with self.engine.connect() as conn:
                     await conn.execute(text("SELECT 1"))
             return True
-        except Exception:  # noqa: BLE001 — readiness is a yes/no question
+        except Exception:
             return False
 
     async def assert_sqlite_pragmas(self) -> None:

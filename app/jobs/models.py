@@ -38,4 +38,3 @@ class Job(UUIDPrimaryKey, Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
-

@@ -23,9 +23,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import CursorResult, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clock import Clock
@@ -35,7 +35,7 @@ from app.jobs.models import Job, JobState
 log = logging.getLogger("hotline.jobs")
 
 
-class RetryLater(Exception):  # noqa: N818 — a control-flow signal, not an error
+class RetryLater(Exception):
     """Raised by a handler to be tried again after `delay` seconds (counts as an attempt)."""
 
     def __init__(self, delay: float, code: str = "retry_later") -> None:
@@ -176,7 +176,7 @@ class JobRunner:
                     .where(self._fence(job_id, attempt))
                     .values(state=JobState.done, finished_at=now, updated_at=now, lease_expires_at=None)
                 )
-                if done.rowcount != 1:
+                if cast(CursorResult[Any], done).rowcount != 1:
                     raise LeaseLost()
             log.info("job done", extra={"job_id": str(job_id), "kind": kind, "attempt": attempt})
             return JobState.done
@@ -185,7 +185,7 @@ class JobRunner:
             return "lease_lost"
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 — every failure is recorded and retried or buried
+        except Exception as exc:
             return await self._record_failure(job_id, kind, attempt, exc)
 
     async def _record_failure(self, job_id: uuid.UUID, kind: str, attempt: int, exc: Exception) -> str:
@@ -248,7 +248,7 @@ class JobRunner:
                 ran = await self.run_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 — the database may be down; try again after the poll
+            except Exception:
                 log.exception("jobs runner round failed")
             if not ran:
                 try:
@@ -256,4 +256,3 @@ class JobRunner:
                 except TimeoutError:
                     pass
         log.info("jobs runner stopped", extra={"worker": self.worker_id})
-

@@ -60,9 +60,7 @@ async def enqueue(
 async def backlog(session: AsyncSession, clock: Clock) -> dict[str, int]:
     """Counts for health and metrics: due-and-waiting, running, dead."""
     now = clock.now()
-    due = await session.scalar(
-        select(func.count()).where(Job.state == JobState.queued, Job.run_at <= now)
-    )
+    due = await session.scalar(select(func.count()).where(Job.state == JobState.queued, Job.run_at <= now))
     running = await session.scalar(select(func.count()).where(Job.state == JobState.running))
     dead = await session.scalar(select(func.count()).where(Job.state == JobState.dead))
     return {"due": due or 0, "running": running or 0, "dead": dead or 0}

@@ -36,6 +36,7 @@ def _libpq(url: str, database: str | None = None) -> str:
 
 @dataclass
 class TestDatabases:
+    __test__ = False
     """Creates, clones and drops test databases for one pytest run."""
 
     workdir: Path

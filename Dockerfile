@@ -1,0 +1,23 @@
+# Production image: PostgreSQL-backed, several workers, non-root, no development keys.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY app ./app
+COPY crypto ./crypto
+COPY telephony ./telephony
+COPY migrations ./migrations
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+RUN useradd --create-home --uid 10001 hotline
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+USER hotline
+WORKDIR /home/hotline
+ENV HOTLINE_ENV=production \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status == 200 else 1)"
+# Run `hotline db upgrade` (as the owning role) before starting; the key file is mounted read-only.
+CMD ["hotline", "serve", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]
