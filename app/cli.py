@@ -153,6 +153,174 @@ def db_grant(role: str) -> None:
     click.echo(f"hotline: granted {role} the service privileges")
 
 
+@cli.group()
+def keys() -> None:
+    """The key file: creation and status."""
+
+
+@keys.command("init")
+@click.option("--file", "path", required=True, type=click.Path(dir_okay=False), help="Where to create it.")
+def keys_init(path: str) -> None:
+    """Create a new key file (mode 0600). Never overwrites an existing file."""
+    from crypto.errors import KeyFileError
+    from crypto.keyfile import create_key_file
+
+    try:
+        material = create_key_file(path)
+    except KeyFileError as exc:
+        fail(str(exc))
+    click.echo(f"hotline: created key file {path} (mode 0600)")
+    click.echo(f"  checkpoint signing key: {material.signer.key_id}")
+    click.echo(f"  active key-encryption key: {material.keyring.active_kek_id}")
+    click.echo(
+        "Back it up now, offline and in two places (e.g. an encrypted USB key in a safe and a password\n"
+        "manager vault held by a second person). Without it no sealed record can be read and the audit\n"
+        "log's checkpoints cannot be checked; anyone holding it together with a database copy can read\n"
+        "everything. Never store it inside the database or its backups. Set HOTLINE_KEYRING_FILE to it."
+    )
+
+
+@cli.group()
+def audit() -> None:
+    """The tamper-evident access log."""
+
+
+def _cli_actor() -> Any:
+    import getpass
+
+    from app.audit.service import Actor
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    safe = "".join(ch for ch in user if ch.isalnum() or ch in "_.-")[:50] or "unknown"
+    return Actor(f"cli:{safe}", ("operator",))
+
+
+def _load_keys_or_exit(settings: Settings) -> Any:
+    from crypto.errors import KeyFileError
+    from crypto.keyfile import load_key_file
+
+    try:
+        return load_key_file(settings.keyring_file)
+    except KeyFileError as exc:
+        fail(str(exc))
+
+
+@audit.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--witness",
+    type=click.Path(file_okay=False, exists=True),
+    help="Directory of checkpoints exported earlier (hotline audit export-checkpoints).",
+)
+def audit_verify(as_json: bool, witness: str | None) -> None:
+    """Check the whole chain and every checkpoint; exit 1 on any problem."""
+    import json
+    from pathlib import Path
+
+    from app.audit import service as audit_service
+    from app.audit.verify import verify_chain
+    from app.clock import SystemClock
+
+    settings = settings_or_exit()
+    material = _load_keys_or_exit(settings)
+    clock = SystemClock()
+
+    def progress(done: int, total: int | None) -> None:
+        of = f" / {total:,}" if total else ""
+        click.echo(f"\rverifying: {done:,}{of} entries", err=True, nl=False)
+
+    async def work(database: Database) -> Any:
+        async with database.engine.connect() as conn:
+            report = await verify_chain(
+                conn,
+                material.checkpoint_verifier(),
+                witness_dir=Path(witness) if witness else None,
+                progress=progress,
+            )
+        click.echo("", err=True)
+        async with database.sessionmaker() as session, session.begin():
+            audit_service.record(
+                session,
+                clock,
+                actor=_cli_actor(),
+                action="audit.verify",
+                outcome="ok" if report.ok else "invalid",
+                details={
+                    "entries": report.entries,
+                    "last_seq": report.last_seq,
+                    "problems": len(report.problems),
+                    "witnessed": report.witnessed,
+                },
+            )
+        return report
+
+    report = run_with_database(settings, work)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        span = f"seq {report.first_seq}..{report.last_seq}" if report.entries else "empty"
+        click.echo(f"Entries: {report.entries:,} ({span})")
+        for problem in report.problems:
+            click.echo(problem.line())
+        click.echo(
+            f"Checkpoints: {report.checkpoints:,} found, {report.checkpoints_valid:,} signatures valid"
+        )
+        if witness:
+            click.echo(f"Witness: {report.witnessed:,} checkpoints checked")
+        click.echo(f"Unanchored tail: {report.unanchored_tail:,} entries after the latest checkpoint")
+        click.echo("Result: OK" if report.ok else f"Result: {len(report.problems)} problems INVALID — exit 1")
+    sys.exit(0 if report.ok else 1)
+
+
+@audit.command("export-checkpoints")
+@click.argument("directory", type=click.Path(file_okay=False))
+def audit_export_checkpoints(directory: str) -> None:
+    """Write every signed checkpoint to DIRECTORY for an outside witness (never overwrites)."""
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from app.audit import service as audit_service
+    from app.audit.models import AuditCheckpoint
+    from app.audit.verify import checkpoint_file_text
+    from app.clock import SystemClock
+
+    settings = settings_or_exit()
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+
+    async def work(database: Database) -> tuple[int, int]:
+        written = conflicts = 0
+        async with database.sessionmaker() as session, session.begin():
+            for checkpoint in await session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq)):
+                path = target / f"checkpoint-{checkpoint.seq:012d}.txt"
+                text = checkpoint_file_text(checkpoint)
+                if path.exists():
+                    if path.read_text(encoding="utf-8") != text:
+                        conflicts += 1
+                        click.echo(
+                            f"hotline: {path.name} differs from the database: kept as evidence", err=True
+                        )
+                    continue
+                path.write_text(text, encoding="utf-8")
+                written += 1
+            audit_service.record(
+                session,
+                SystemClock(),
+                actor=_cli_actor(),
+                action="audit.checkpoints_exported",
+                details={"written": written, "conflicts": conflicts},
+            )
+        return written, conflicts
+
+    written, conflicts = run_with_database(settings, work)
+    click.echo(f"hotline: {written} new checkpoint files in {target}")
+    sys.exit(1 if conflicts else 0)
+
+
 def main() -> None:
     cli(prog_name="hotline")
 

@@ -5,19 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import os
+import stat
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI
 
+import app.audit.jobs  # noqa: F401 — registers the checkpoint job
+from app.audit import service as audit
 from app.clock import Clock, SystemClock
 from app.db import migrate
 from app.db.engine import Database, create_database
+from app.db.grants import service_role_problems
 from app.errors import install_error_handlers
 from app.health.router import router as health_router
 from app.jobs.runner import JobRunner
+from app.keys.service import KeyCustodyError, load_or_create_keys
 from app.logging import configure_logging
 from app.middleware import RequestContextMiddleware
 from app.settings import Settings, load_settings
+from crypto.keyfile import KeyMaterial
 
 log = logging.getLogger("hotline")
 
@@ -33,6 +40,42 @@ async def startup_checks(settings: Settings, database: Database) -> None:
     await database.assert_sqlite_pragmas()
     if not await migrate.is_at_head(database):
         raise StartupError("the database schema is not at the latest revision: run `hotline db upgrade`")
+    if settings.is_production:
+        problems = await service_role_problems(database)
+        if problems:
+            raise StartupError("; ".join(problems))
+
+
+async def open_keys(settings: Settings, database: Database, clock: Clock) -> KeyMaterial:
+    """Load the key file (creating it on a first development start) and audit a creation."""
+    async with database.sessionmaker() as session, session.begin():
+        try:
+            keys, created = await load_or_create_keys(
+                settings.keyring_file, production=settings.is_production, session=session
+            )
+        except KeyCustodyError as exc:
+            raise StartupError(str(exc)) from None
+        if created:
+            audit.record(
+                session,
+                clock,
+                actor=audit.Actor("system:startup"),
+                action="keys.file_created",
+                object_type="key_file",
+                details={"development": True, "signing_key": keys.signer.key_id},
+            )
+    return keys
+
+
+def key_file_readiness(path: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return False
+        return stat.S_ISREG(mode) and not mode & 0o077
+
+    return check
 
 
 def create_app(
@@ -40,6 +83,7 @@ def create_app(
     *,
     clock: Clock | None = None,
     database: Database | None = None,
+    keys: KeyMaterial | None = None,
     run_jobs: bool | None = None,
 ) -> FastAPI:
     settings = settings or load_settings()
@@ -53,6 +97,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await startup_checks(settings, database)
+        app.state.keys = keys or await open_keys(settings, database, clock)
+        app.state.services["keys"] = app.state.keys
+        app.state.readiness_checks["keyring"] = key_file_readiness(settings.keyring_file)
         stop = asyncio.Event()
         runner_task: asyncio.Task[None] | None = None
         if run_jobs:

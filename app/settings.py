@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     jobs_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
     jobs_max_attempts: int = Field(default=8, ge=1, le=100)
     jobs_enabled: bool = True
+    # Access log: sign a checkpoint after this many entries or this many seconds, whichever first.
+    audit_checkpoint_entries: int = Field(default=1000, ge=1, le=1_000_000)
+    audit_checkpoint_seconds: float = Field(default=300.0, ge=1, le=86400)
 
     @field_validator("twilio_previous_auth_tokens", "trusted_proxies", mode="before")
     @classmethod

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import os
+
 import httpx
 from fastapi import FastAPI
 
 from app.db.engine import create_database
+from app.settings import Settings
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:
@@ -29,7 +32,8 @@ async def test_readyz_is_503_when_the_database_is_unreachable(
         await app.state.database.dispose()
         app.state.database = working
     assert response.status_code == 503
-    assert response.json() == {"status": "unavailable", "checks": {"database": False}}
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "checks": {"database": False, "keyring": True}}
 
 
 async def test_request_id_is_returned_and_unsafe_ones_replaced(client: httpx.AsyncClient) -> None:
@@ -45,3 +49,12 @@ async def test_unknown_route_error_body_is_json(client: httpx.AsyncClient) -> No
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "http_404"
     assert "Maria" not in response.text
+
+
+async def test_readyz_is_503_when_the_key_file_becomes_unsafe(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    os.chmod(settings.keyring_file, 0o644)
+    response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": True, "keyring": False}

@@ -50,3 +50,32 @@ async def apply_grants(database: Database, role: str) -> list[str]:
         for statement in statements:
             await conn.exec_driver_sql(statement)
     return statements
+
+
+async def service_role_problems(database: Database) -> list[str]:
+    """Why the connected role must not serve in production (PostgreSQL): superuser or table owner.
+
+    The audit log's protection against the service itself rests on the service role having only
+    SELECT/INSERT there; a superuser or the owner could disable the triggers.
+    """
+    if database.dialect != "postgresql":
+        return []
+    async with database.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT r.rolsuper, current_user AS me, "
+                    "(SELECT tableowner FROM pg_tables WHERE tablename = 'audit_entries' LIMIT 1) AS owner "
+                    "FROM pg_roles r WHERE r.rolname = current_user"
+                )
+            )
+        ).one()
+    problems = []
+    if row.rolsuper:
+        problems.append(f"the database role {row.me} is a superuser: connect as HOTLINE_DB_SERVICE_ROLE")
+    if row.owner == row.me:
+        problems.append(
+            f"the database role {row.me} owns the tables: connect as HOTLINE_DB_SERVICE_ROLE "
+            "(migrations run as the owner)"
+        )
+    return problems

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.clock import Clock
 from app.db.engine import Database
 from app.jobs.models import Job, JobState
+from app.jobs.service import enqueue
 
 log = logging.getLogger("hotline.jobs")
 
@@ -73,6 +74,12 @@ class HandlerSpec:
 @dataclass
 class JobRegistry:
     handlers: dict[str, HandlerSpec] = field(default_factory=dict)
+    # kind -> period in seconds, for jobs the runner schedules itself (checkpoints, clean-up).
+    periodic: dict[str, Callable[[dict[str, Any]], float]] = field(default_factory=dict)
+
+    def every(self, kind: str, period: Callable[[dict[str, Any]], float]) -> None:
+        """Run `kind` periodically; `period(services)` gives the seconds between runs."""
+        self.periodic[kind] = period
 
     def register(self, kind: str, *, timeout: float = 30.0) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
@@ -222,8 +229,20 @@ class JobRunner:
         )
         return state
 
+    async def schedule_periodic(self) -> None:
+        """Enqueue the current slot of every periodic job; the dedup key makes workers agree."""
+        if not self.registry.periodic:
+            return
+        now = self.clock.now()
+        async with self.database.sessionmaker() as session, session.begin():
+            for kind, period in self.registry.periodic.items():
+                seconds = max(1.0, float(period(self.services)))
+                slot = int(now.timestamp() // seconds)
+                await enqueue(session, self.clock, kind, {}, dedup_key=f"every:{kind}:{slot}", max_attempts=1)
+
     async def run_once(self, limit: int | None = None) -> int:
         """Claim and run one batch; returns how many jobs were run."""
+        await self.schedule_periodic()
         claimed = await self.claim(limit)
         for job_id, kind, payload, attempt in claimed:
             await self.execute(job_id, kind, payload, attempt)

@@ -1,0 +1,1 @@
+"""Key custody: the key file outside the database, loaded once per process."""
