@@ -153,6 +153,88 @@ def db_grant(role: str) -> None:
     click.echo(f"hotline: granted {role} the service privileges")
 
 
+async def prepare(settings: Settings, database: Database) -> Any:
+    """Shared set-up of commands that touch data: migrations on the embedded default, then keys."""
+    from app.clock import SystemClock
+    from app.db import migrate
+    from app.keys.store import KeyStore, Sealer
+    from app.main import StartupError, open_keys
+
+    if settings.is_sqlite:
+        await migrate.upgrade(database)
+    elif not await migrate.is_at_head(database):
+        fail("the database schema is not at the latest revision: run `hotline db upgrade`")
+    clock = SystemClock()
+    try:
+        material = await open_keys(settings, database, clock)
+    except StartupError as exc:
+        fail(str(exc))
+    keystore = KeyStore(material, settings.keyring_file)
+    return clock, Sealer(keystore, clock)
+
+
+@cli.group()
+def users() -> None:
+    """Staff accounts (run on the host; every change is audited)."""
+
+
+@users.command("add")
+@click.option("--email", required=True)
+@click.option("--name", required=True, help="Display name shown to colleagues.")
+@click.option("--roles", required=True, help="Comma-separated: volunteer, supervisor, admin.")
+@click.option("--phone", help="E.164 number volunteer calls are dialled to (sealed).")
+@click.option("--languages", default="", help="Comma-separated language codes, e.g. en,es,ht.")
+@click.option("--timezone", default="America/New_York", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def users_add(
+    email: str, name: str, roles: str, phone: str | None, languages: str, timezone: str, password_stdin: bool
+) -> None:
+    """Create a staff account and print its one-time enrolment link (valid 24 h).
+
+    The person opens the link to set their password (unless given here) and their own TOTP
+    second factor; the administrator never sees it.
+    """
+    from app.accounts.service import create_user, enrolment_link
+    from app.errors import DomainError
+
+    settings = settings_or_exit()
+    password_hash = None
+    if password_stdin:
+        from app.accounts.passwords import Passwords, check_policy
+
+        password = sys.stdin.readline().rstrip("\n")
+        problems = check_policy(password, email=email, name=name)
+        if problems:
+            fail("password refused: " + "; ".join(problems))
+        password_hash = Passwords().hash(password)
+
+    async def work(database: Database) -> tuple[str, str]:
+        clock, sealer = await prepare(settings, database)
+        try:
+            async with database.sessionmaker() as session, session.begin():
+                user, token = await create_user(
+                    session,
+                    sealer,
+                    clock,
+                    actor=_cli_actor(),
+                    email=email,
+                    name=name,
+                    roles=roles,
+                    phone=phone,
+                    languages=languages,
+                    timezone=timezone,
+                    password_hash=password_hash,
+                )
+                return user.public_id, token
+        except DomainError as exc:
+            fail(exc.message)
+
+    public_id, token = run_with_database(settings, work)
+    click.echo(f"hotline: created {public_id} ({roles})")
+    link = enrolment_link(settings.public_url, token)
+    click.echo(f"One-time enrolment link (valid 24 hours; send it privately): {link}")
+
+
 @cli.group()
 def keys() -> None:
     """The key file: creation and status."""
@@ -177,6 +259,104 @@ def keys_init(path: str) -> None:
         "manager vault held by a second person). Without it no sealed record can be read and the audit\n"
         "log's checkpoints cannot be checked; anyone holding it together with a database copy can read\n"
         "everything. Never store it inside the database or its backups. Set HOTLINE_KEYRING_FILE to it."
+    )
+
+
+@keys.command("status")
+def keys_status() -> None:
+    """Key-encryption keys, their states and how many live data keys each wraps."""
+    from app.keys.rotation import live_keys_by_kek
+
+    settings = settings_or_exit()
+    material = _load_keys_or_exit(settings)
+
+    async def work(database: Database) -> dict[str, int]:
+        return await live_keys_by_kek(database)
+
+    live = run_with_database(settings, work)
+    click.echo(f"key file: {settings.keyring_file}{' (DEVELOPMENT)' if material.development else ''}")
+    for kek in material.keyring.kek_ids():
+        info = material.keyring.kek_info(kek)
+        retired = f" retired {info.retired_at:%Y-%m-%d}" if info.retired_at else ""
+        click.echo(
+            f"  {kek}  {info.state.value:<12} created {info.created_at:%Y-%m-%d}{retired}  "
+            f"live data keys: {live.get(kek, 0)}"
+        )
+    unknown = sorted(set(live) - set(material.keyring.kek_ids()))
+    for kek in unknown:
+        click.echo(f"  {kek}  UNKNOWN to this key file  live data keys: {live[kek]}")
+    click.echo(f"checkpoint signing key: {material.signer.key_id}")
+    sys.exit(1 if unknown else 0)
+
+
+@keys.command("rotate")
+@click.option("--batch-size", default=200, show_default=True, type=click.IntRange(1, 5000))
+def keys_rotate(batch_size: int) -> None:
+    """Add a new active KEK and rewrap every data key under it (safe while serving; resumable)."""
+    from app.clock import SystemClock
+    from app.keys.rotation import rotate
+
+    settings = settings_or_exit()
+    material = _load_keys_or_exit(settings)
+
+    def progress(done: int, total: int) -> None:
+        click.echo(f"\rrewrapped {done:,} / {total:,} data keys", err=True, nl=False)
+
+    async def work(database: Database) -> Any:
+        return await rotate(
+            database,
+            material,
+            settings.keyring_file,
+            SystemClock(),
+            actor=_cli_actor(),
+            batch_size=batch_size,
+            progress=progress,
+        )
+
+    report = run_with_database(settings, work)
+    click.echo("", err=True)
+    if report.resumed:
+        click.echo("hotline: resumed an interrupted rotation")
+    else:
+        click.echo(f"hotline: new active key-encryption key {report.new_kek}")
+    click.echo(
+        f"hotline: rewrapped {report.rewrapped:,} data keys in {report.batches} batches "
+        f"(longest {report.longest_batch_ms:.1f} ms); retired: {', '.join(report.retired) or 'none'}"
+    )
+    click.echo("Back up the key file again now: it holds the new key.")
+
+
+@keys.command("destroy")
+@click.option("--retired-before", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.option("--yes", is_flag=True, help="Confirm: destroyed keys can never be recovered.")
+def keys_destroy(retired_before: Any, yes: bool) -> None:
+    """Destroy KEKs retired before DATE (refuses one that still wraps a live data key)."""
+    from datetime import UTC
+
+    from app.clock import SystemClock
+    from app.keys.rotation import KeyOperationRefused, destroy_retired
+
+    if not yes:
+        fail("destroying keys is irreversible: add --yes to confirm")
+    settings = settings_or_exit()
+    material = _load_keys_or_exit(settings)
+
+    async def work(database: Database) -> list[str]:
+        try:
+            return await destroy_retired(
+                database,
+                material,
+                settings.keyring_file,
+                SystemClock(),
+                before=retired_before.replace(tzinfo=UTC),
+                actor=_cli_actor(),
+            )
+        except KeyOperationRefused as exc:
+            fail(str(exc))
+
+    destroyed = run_with_database(settings, work)
+    click.echo(
+        f"hotline: destroyed {', '.join(destroyed) if destroyed else 'nothing (no KEK retired before then)'}"
     )
 
 

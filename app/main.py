@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from fastapi import FastAPI
 
 import app.audit.jobs  # noqa: F401 — registers the checkpoint job
+from app.access.broker import AccessBroker
 from app.audit import service as audit
 from app.clock import Clock, SystemClock
 from app.db import migrate
@@ -21,6 +22,7 @@ from app.errors import install_error_handlers
 from app.health.router import router as health_router
 from app.jobs.runner import JobRunner
 from app.keys.service import KeyCustodyError, load_or_create_keys
+from app.keys.store import KeyStore, Sealer
 from app.logging import configure_logging
 from app.middleware import RequestContextMiddleware
 from app.settings import Settings, load_settings
@@ -55,6 +57,15 @@ async def open_keys(settings: Settings, database: Database, clock: Clock) -> Key
             )
         except KeyCustodyError as exc:
             raise StartupError(str(exc)) from None
+        if not created:
+            from app.keys.rotation import unknown_keks
+
+            missing = await unknown_keks(database, keys)
+            if missing:
+                raise StartupError(
+                    f"the database has data keys wrapped by {', '.join(missing)}, which the key file "
+                    f"{settings.keyring_file} lacks (or destroyed): restore the right key file"
+                )
         if created:
             audit.record(
                 session,
@@ -97,8 +108,13 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await startup_checks(settings, database)
-        app.state.keys = keys or await open_keys(settings, database, clock)
-        app.state.services["keys"] = app.state.keys
+        material = keys or await open_keys(settings, database, clock)
+        keystore = KeyStore(material, settings.keyring_file)
+        sealer = Sealer(keystore, clock, cache_ttl=settings.data_key_cache_seconds)
+        app.state.keys = keystore
+        app.state.sealer = sealer
+        app.state.broker = AccessBroker(sealer, clock)
+        app.state.services.update(keys=keystore, sealer=sealer, broker=app.state.broker)
         app.state.readiness_checks["keyring"] = key_file_readiness(settings.keyring_file)
         stop = asyncio.Event()
         runner_task: asyncio.Task[None] | None = None

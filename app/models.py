@@ -1,7 +1,14 @@
 """Every model module, imported so `Base.metadata` is complete (migrations, drift checks, grants)."""
 
+from app.access import models as _access  # noqa: F401
+from app.accounts import models as _accounts  # noqa: F401
 from app.audit import models as _audit  # noqa: F401
+from app.callers import models as _callers  # noqa: F401
+from app.cases import models as _cases  # noqa: F401
+from app.contacts import models as _contacts  # noqa: F401
 from app.db.base import Base
 from app.jobs import models as _jobs  # noqa: F401
+from app.keys import models as _keys  # noqa: F401
+from app.referrals import models as _referrals  # noqa: F401
 
 metadata = Base.metadata

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     jobs_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
     jobs_max_attempts: int = Field(default=8, ge=1, le=100)
     jobs_enabled: bool = True
+    # Unwrapped data keys stay in memory this long (seconds); 0 disables the cache.
+    data_key_cache_seconds: float = Field(default=300.0, ge=0, le=3600)
     # Access log: sign a checkpoint after this many entries or this many seconds, whichever first.
     audit_checkpoint_entries: int = Field(default=1000, ge=1, le=1_000_000)
     audit_checkpoint_seconds: float = Field(default=300.0, ge=1, le=86400)

@@ -14,7 +14,7 @@ async def checkpoint(ctx: JobContext, payload: dict[str, Any]) -> None:
     await sign_checkpoint(
         ctx.session,
         ctx.clock,
-        ctx.services["keys"].signer,
+        ctx.services["keys"].material.signer,
         every_entries=settings.audit_checkpoint_entries,
         every_seconds=settings.audit_checkpoint_seconds,
     )

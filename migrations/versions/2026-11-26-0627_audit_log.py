@@ -17,7 +17,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "49b11962609d"
 down_revision: str | None = "f14350683d13"
 branch_labels: str | Sequence[str] | None = None

@@ -15,6 +15,7 @@ from app.audit.models import AuditCheckpoint, AuditEntry
 from app.clock import FrozenClock
 from app.db.engine import Database
 from app.jobs.runner import JobRunner, registry
+from app.keys.store import KeyStore
 from app.main import StartupError, create_app
 from app.settings import Settings
 from crypto.keyfile import KeyMaterial, create_key_file
@@ -37,7 +38,7 @@ async def test_checkpoint_job_signs_every_n_entries_or_minutes(
     database: Database, clock: FrozenClock, keys: KeyMaterial, make_settings: Any
 ) -> None:
     settings = make_settings(audit_checkpoint_entries=5, audit_checkpoint_seconds=600)
-    runner = JobRunner(database, clock, registry=registry, services={"settings": settings, "keys": keys})
+    runner = JobRunner(database, clock, registry=registry, services={"settings": settings, "keys": KeyStore(keys)})
     await append(database, clock, 3)
     await runner.run_until_idle()
     first = await checkpoints(database)
@@ -64,7 +65,7 @@ async def test_first_development_start_creates_the_key_file_and_audits_it(
     settings: Settings = make_settings(keyring_file=str(tmp_path / "new-keys.json"))
     app: FastAPI = create_app(settings, clock=clock, database=database)
     async with app.router.lifespan_context(app):
-        assert app.state.keys.development is True
+        assert app.state.keys.material.development is True
     assert os.stat(settings.keyring_file).st_mode & 0o777 == 0o600
     created = [e for e in await entries(database) if e.action == "keys.file_created"]
     assert len(created) == 1 and created[0].details["development"] is True

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.base import Base, UUIDPrimaryKey
+from app.keys.sealed import RetentionClass, Sealed, sealed_column
+
+
+class BreakGlassGrant(UUIDPrimaryKey, Base):
+    """A supervisor's time-boxed access to one case's content, flagged for review.
+
+    The reason is free text, so it is sealed under the case's key; the audit entry carries only
+    the keyed hash of its ciphertext.
+    """
+
+    __tablename__ = "break_glass_grants"
+    __sealed_subject__ = "case_id"
+
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"), index=True)
+    supervisor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    reason: Mapped[Sealed] = sealed_column("break_glass.reason", RetentionClass.case_content)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    reviewed_at: Mapped[datetime | None]
+    reviewed_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    review_outcome: Mapped[str | None] = mapped_column(String(16))

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.base import Base, UUIDPrimaryKey
+from app.keys.sealed import RetentionClass, Sealed, sealed_column
+
+
+class Role(StrEnum):
+    volunteer = "volunteer"
+    supervisor = "supervisor"
+    admin = "admin"
+
+
+class UserStatus(StrEnum):
+    pending = "pending"  # created; enrolment (password + TOTP) not finished
+    active = "active"
+    disabled = "disabled"
+
+
+class User(UUIDPrimaryKey, Base):
+    """A staff account. Caller data never lives here; the staff phone and TOTP secret are sealed."""
+
+    __tablename__ = "users"
+
+    public_id: Mapped[str] = mapped_column(String(16), unique=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    roles: Mapped[str] = mapped_column(String(64))
+    languages: Mapped[str] = mapped_column(String(200), default="")
+    timezone: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=UserStatus.pending)
+    phone: Mapped[Sealed | None] = sealed_column("user.phone", RetentionClass.staff_secrets)
+    phone_verified_at: Mapped[datetime | None]
+    totp_secret: Mapped[Sealed | None] = sealed_column("user.totp_secret", RetentionClass.staff_secrets)
+    # The last TOTP time step accepted: a code is good once (compare-and-set on this column).
+    totp_last_step: Mapped[int | None]
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    # Sessions issued before this moment are void (offboarding, `hotline users end-sessions`).
+    sessions_valid_after: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+
+    @property
+    def role_set(self) -> frozenset[Role]:
+        return frozenset(Role(r) for r in self.roles.split(",") if r)
+
+    @property
+    def language_list(self) -> list[str]:
+        return [code for code in self.languages.split(",") if code]
+
+
+class EnrolmentToken(UUIDPrimaryKey, Base):
+    """A one-time enrolment link. Only the token's SHA-256 is stored."""
+
+    __tablename__ = "enrolment_tokens"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

@@ -1,0 +1,150 @@
+"""Staff accounts: creation on the host (`hotline users add`), enrolment links, offboarding."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable
+from datetime import timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.accounts.models import EnrolmentToken, Role, User, UserStatus
+from app.audit import service as audit
+from app.audit.service import Actor
+from app.clock import Clock
+from app.errors import Conflict, InvalidInput
+from app.keys.store import Sealer
+from app.languages import UnknownLanguage, parse_languages
+from app.publicid import new_public_id
+from telephony.numbers import normalize_e164
+
+ENROLMENT_VALIDITY = timedelta(hours=24)
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,}$")
+
+
+def normalize_email(raw: str) -> str:
+    email = raw.strip().lower()
+    if not _EMAIL.match(email):
+        raise InvalidInput("Not an email address.", code="invalid_email")
+    return email
+
+
+def parse_roles(raw: str | Iterable[str]) -> list[Role]:
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    roles: list[Role] = []
+    for item in items:
+        name = item.strip().lower()
+        if not name:
+            continue
+        try:
+            role = Role(name)
+        except ValueError:
+            raise InvalidInput(
+                f"Unknown role {name!r}: use volunteer, supervisor or admin.", code="unknown_role"
+            ) from None
+        if role not in roles:
+            roles.append(role)
+    if not roles:
+        raise InvalidInput("At least one role is needed.", code="unknown_role")
+    return roles
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def issue_enrolment(session: AsyncSession, clock: Clock, user: User) -> str:
+    """A new one-time enrolment token (valid 24 h); earlier unused ones stop working."""
+    now = clock.now()
+    await session.execute(
+        update(EnrolmentToken)
+        .where(EnrolmentToken.user_id == user.id, EnrolmentToken.used_at.is_(None))
+        .values(expires_at=now)
+    )
+    token = secrets.token_urlsafe(32)
+    session.add(
+        EnrolmentToken(
+            user_id=user.id, token_hash=token_hash(token), created_at=now, expires_at=now + ENROLMENT_VALIDITY
+        )
+    )
+    return token
+
+
+def enrolment_link(public_url: str, token: str) -> str:
+    # The token rides in the fragment: browsers never send it to the server or in Referer headers,
+    # so it stays out of access logs. The console posts it to /api/v1/auth/enroll.
+    return f"{public_url}/console/enroll#token={token}"
+
+
+async def create_user(
+    session: AsyncSession,
+    sealer: Sealer,
+    clock: Clock,
+    *,
+    actor: Actor,
+    email: str,
+    name: str,
+    roles: str | Iterable[str],
+    phone: str | None = None,
+    languages: str | Iterable[str] = "",
+    timezone: str = "America/New_York",
+    password_hash: str | None = None,
+) -> tuple[User, str]:
+    """Create a pending staff account; returns it and its one-time enrolment token."""
+    email = normalize_email(email)
+    display_name = name.strip()
+    if not 1 <= len(display_name) <= 100:
+        raise InvalidInput("Name must be 1 to 100 characters.", code="invalid_name")
+    role_list = parse_roles(roles)
+    try:
+        language_list = parse_languages(list(languages) if not isinstance(languages, str) else languages)
+    except UnknownLanguage as exc:
+        raise InvalidInput(str(exc), code="unknown_language") from None
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"Unknown time zone {timezone!r}.", code="unknown_timezone") from None
+    e164 = None
+    if phone is not None:
+        e164 = normalize_e164(phone)
+        if e164 is None:
+            raise InvalidInput("The phone number cannot be dialled.", code="invalid_phone")
+    if await session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise Conflict("A staff account with that email exists.")
+    now = clock.now()
+    user = User(
+        public_id=new_public_id("U"),
+        email=email,
+        display_name=display_name,
+        roles=",".join(r.value for r in role_list),
+        languages=",".join(language_list),
+        timezone=timezone,
+        status=UserStatus.pending,
+        password_hash=password_hash,
+        created_at=now,
+        updated_at=now,
+    )
+    if e164 is not None:
+        await sealer.seal(session, user, "phone", e164)
+    session.add(user)
+    await session.flush()
+    token = await issue_enrolment(session, clock, user)
+    audit.record(
+        session,
+        clock,
+        actor=actor,
+        action="user.created",
+        object_type="user",
+        object_id=user.public_id,
+        fields=["phone"] if e164 else [],
+        details={"roles": user.roles.replace(",", "+")},
+    )
+    return user, token
+
+
+async def user_by_email(session: AsyncSession, email: str) -> User | None:
+    return await session.scalar(select(User).where(User.email == email.strip().lower()))
