@@ -291,7 +291,10 @@ def keys_status() -> None:
 
 @keys.command("rotate")
 @click.option("--batch-size", default=200, show_default=True, type=click.IntRange(1, 5000))
-def keys_rotate(batch_size: int) -> None:
+@click.option(
+    "--pause-ms", default=0, show_default=True, type=click.IntRange(0, 10000), help="Pause between batches."
+)
+def keys_rotate(batch_size: int, pause_ms: int) -> None:
     """Add a new active KEK and rewrap every data key under it (safe while serving; resumable)."""
     from app.clock import SystemClock
     from app.keys.rotation import rotate

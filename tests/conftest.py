@@ -22,6 +22,7 @@ from app.clock import FrozenClock
 from app.db.engine import Database, create_database
 from app.main import create_app
 from app.settings import Settings
+from tests.support.canary import captured_logs  # noqa: F401 — a shared fixture
 from tests.support.databases import TestDatabases, postgres_server_url
 
 

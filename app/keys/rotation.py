@@ -10,6 +10,7 @@ instead of adding yet another KEK.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,15 +67,18 @@ async def rewrap_all(
     *,
     batch_size: int = 200,
     progress: Callable[[int, int], None] | None = None,
+    pause_seconds: float = 0.0,
 ) -> tuple[int, int, float]:
     """Rewrap every live data key not under the active KEK. Returns (count, batches, longest ms)."""
     active = material.keyring.active_kek_id
     total = sum(count for kek, count in (await live_keys_by_kek(database)).items() if kek != active)
     done = batches = 0
     longest = 0.0
+    started = time.perf_counter()
     while True:
-        started = time.perf_counter()
         async with database.sessionmaker() as session, session.begin():
+            await session.connection()  # BEGIN (IMMEDIATE on SQLite): from here we hold the lock
+            started = time.perf_counter()
             rows = (
                 (
                     await session.execute(
@@ -107,9 +111,11 @@ async def rewrap_all(
                 )
             done += len(rows)
         batches += 1
-        longest = max(longest, (time.perf_counter() - started) * 1000)
+        longest = max(longest, (time.perf_counter() - started) * 1000)  # lock held, commit included
         if progress:
             progress(done, max(total, done))
+        # Throttle: leave the database to the live service between batches.
+        await asyncio.sleep(pause_seconds)
     return done, batches, longest
 
 
@@ -122,6 +128,7 @@ async def rotate(
     actor: Actor,
     batch_size: int = 200,
     progress: Callable[[int, int], None] | None = None,
+    pause_seconds: float = 0.0,
 ) -> RotationReport:
     active = material.keyring.active_kek_id
     pending = {kek for kek in await live_keys_by_kek(database) if kek != active}
@@ -139,7 +146,7 @@ async def rotate(
                 object_id=report.new_kek,
             )
     report.rewrapped, report.batches, report.longest_batch_ms = await rewrap_all(
-        database, material, clock, batch_size=batch_size, progress=progress
+        database, material, clock, batch_size=batch_size, progress=progress, pause_seconds=pause_seconds
     )
     remaining = await live_keys_by_kek(database)
     for kek in material.keyring.kek_ids():

@@ -38,7 +38,9 @@ async def test_checkpoint_job_signs_every_n_entries_or_minutes(
     database: Database, clock: FrozenClock, keys: KeyMaterial, make_settings: Any
 ) -> None:
     settings = make_settings(audit_checkpoint_entries=5, audit_checkpoint_seconds=600)
-    runner = JobRunner(database, clock, registry=registry, services={"settings": settings, "keys": KeyStore(keys)})
+    runner = JobRunner(
+        database, clock, registry=registry, services={"settings": settings, "keys": KeyStore(keys)}
+    )
     await append(database, clock, 3)
     await runner.run_until_idle()
     first = await checkpoints(database)
