@@ -82,7 +82,9 @@ async def ours(url: str) -> tuple[float, int]:
     verifier = CheckpointSigner.generate().verifier()
     started = time.perf_counter()
     async with database.engine.connect() as conn:
-        report = await verify_chain(conn, verifier, progress=lambda d, t: progress("hotline verify", d, t or 0))
+        report = await verify_chain(
+            conn, verifier, progress=lambda d, t: progress("hotline verify", d, t or 0)
+        )
     elapsed = time.perf_counter() - started
     print(file=sys.stderr)
     await database.dispose()
@@ -126,7 +128,9 @@ def bare(url: str) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--database-url", help="an empty database to fill (default: a temporary SQLite file)")
     args = parser.parse_args()

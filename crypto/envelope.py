@@ -39,7 +39,7 @@ class DataKey:
     slip into a cache, a task queue or a crash dump by serialisation.
     """
 
-    __slots__ = ("_aead", "_id", "_material")
+    __slots__ = ("_aead", "_header", "_id", "_material")
 
     def __init__(self, key_id: UUID, material: bytes) -> None:
         """Wrap existing material; use :meth:`generate` for a new key."""
@@ -52,6 +52,8 @@ class DataKey:
         self._material = material
         # One AESGCM per key: constructing it costs about as much as a small encryption.
         self._aead = AESGCM(material)
+        # version | alg | key id: the authenticated prefix of every value sealed under this key.
+        self._header = bytes((0x01, 0x01)) + key_id.bytes
 
     @classmethod
     def generate(cls) -> DataKey:
@@ -67,6 +69,11 @@ class DataKey:
     def material(self) -> bytes:
         """The raw key bytes (for wrapping; nothing else should need them)."""
         return self._material
+
+    @property
+    def sealed_header(self) -> bytes:
+        """The 18-byte authenticated header of values sealed under this key (see crypto.field)."""
+        return self._header
 
     @property
     def aead(self) -> AESGCM:

@@ -6,6 +6,10 @@ The audit entry is committed before anything is decrypted, so a reveal either le
 does not happen (fail closed): if the audit write or the commit fails, the caller gets an error
 and no plaintext exists anywhere. Denials are recorded and committed too, then answered as "not
 found" so a forbidden case is indistinguishable from a missing one.
+
+Because the broker commits, it is called with a request-style session (the `DbSession`
+dependency, or `async with sessionmaker() as s:` ending in `await s.commit()`), never inside an
+`async with session.begin():` block; work flushed before the reveal commits with its audit entry.
 """
 
 from __future__ import annotations
