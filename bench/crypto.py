@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from crypto.envelope import DataKeyCache, create_data_key, unwrap_data_key  # noqa: E402
-from crypto.field import open_sealed, seal  # noqa: E402
-from crypto.keyring import LocalKeyring  # noqa: E402
+from crypto.envelope import DataKeyCache, create_data_key, unwrap_data_key
+from crypto.field import open_sealed, seal
+from crypto.keyring import LocalKeyring
 
 
 def timed(work, rounds: int) -> float:  # type: ignore[no-untyped-def]
