@@ -56,6 +56,8 @@ ALLOWED_PLAINTEXT: dict[tuple[str, str], str] = {
     ("cases", "urgency"): _ID,
     ("cases", "language"): _ID,
     ("enrolment_tokens", "token_hash"): _HASH,
+    ("staff_sessions", "token_hash"): _HASH,
+    ("staff_devices", "token_hash"): _HASH,
     ("organisations", "public_id"): _ID,
     ("organisations", "name"): _PUBLIC,
     ("organisations", "services"): _PUBLIC,

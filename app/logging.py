@@ -67,3 +67,6 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger("uvicorn.access").disabled = True
     # SQLAlchemy echo would print bound parameters.
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    # httpx logs full request URLs at INFO; REST lookups carry phone numbers in query strings.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

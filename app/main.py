@@ -9,10 +9,12 @@ import os
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 import app.audit.jobs  # noqa: F401 — registers the checkpoint job
 from app.access.broker import AccessBroker
+from app.accounts.auth import AuthService
+from app.accounts.router import router as accounts_router
 from app.audit import service as audit
 from app.clock import Clock, SystemClock
 from app.db import migrate
@@ -25,6 +27,7 @@ from app.keys.service import KeyCustodyError, load_or_create_keys
 from app.keys.store import KeyStore, Sealer
 from app.logging import configure_logging
 from app.middleware import RequestContextMiddleware
+from app.security_headers import SecurityHeadersMiddleware
 from app.settings import Settings, load_settings
 from crypto.keyfile import KeyMaterial
 
@@ -115,6 +118,7 @@ def create_app(
         app.state.sealer = sealer
         app.state.broker = AccessBroker(sealer, clock)
         app.state.services.update(keys=keystore, sealer=sealer, broker=app.state.broker)
+        app.state.auth = AuthService(settings, clock, keystore, sealer, app.state.broker)
         app.state.readiness_checks["keyring"] = key_file_readiness(settings.keyring_file)
         stop = asyncio.Event()
         runner_task: asyncio.Task[None] | None = None
@@ -158,8 +162,12 @@ def create_app(
     app.state.services = {"settings": settings}
     app.state.readiness_checks = {}
     install_error_handlers(app)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.public_url.startswith("https://"))
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
+    api = APIRouter(prefix="/api/v1")
+    api.include_router(accounts_router)
+    app.include_router(api)
     return app
 
 

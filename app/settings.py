@@ -78,6 +78,13 @@ class Settings(BaseSettings):
     jobs_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
     jobs_max_attempts: int = Field(default=8, ge=1, le=100)
     jobs_enabled: bool = True
+    # Staff sessions: idle and absolute lifetimes, TOTP step-up validity, break-glass grants.
+    session_idle_minutes: float = Field(default=15, ge=1, le=240)
+    session_absolute_hours: float = Field(default=12, ge=1, le=72)
+    step_up_minutes: float = Field(default=5, ge=1, le=60)
+    break_glass_minutes: float = Field(default=30, ge=5, le=240)
+    # Sign-in attempts allowed per client address per minute (429 beyond), per process.
+    login_ip_budget_per_minute: int = Field(default=30, ge=1, le=10000)
     # Unwrapped data keys stay in memory this long (seconds); 0 disables the cache.
     data_key_cache_seconds: float = Field(default=300.0, ge=0, le=3600)
     # Access log: sign a checkpoint after this many entries or this many seconds, whichever first.

@@ -43,6 +43,11 @@ class User(UUIDPrimaryKey, Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     # Sessions issued before this moment are void (offboarding, `hotline users end-sessions`).
     sessions_valid_after: Mapped[datetime | None]
+    # Throttling: consecutive failures, the earliest next attempt, and the hard stop at 100
+    # (cleared by a supervisor or by a sign-in from a device this person used before).
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    next_login_at: Mapped[datetime | None]
+    login_blocked_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     disabled_at: Mapped[datetime | None]
@@ -66,3 +71,30 @@ class EnrolmentToken(UUIDPrimaryKey, Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+
+
+class StaffSession(UUIDPrimaryKey, Base):
+    """A server-side session. The browser holds a 256-bit token; only its SHA-256 is stored."""
+
+    __tablename__ = "staff_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    # The last TOTP re-check (step-up) within this session, for break-glass, exports, MFA changes.
+    stepped_up_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class StaffDevice(UUIDPrimaryKey, Base):
+    """A browser that completed a full password + TOTP sign-in (hashed cookie); it may sign in
+    through the hard stop, so an attacker's failures cannot lock a volunteer out."""
+
+    __tablename__ = "staff_devices"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime]

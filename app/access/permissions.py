@@ -1,0 +1,52 @@
+"""Permissions as types: routes declare what they need with `require(Permission.…)`.
+
+Roles map to permissions here and nowhere else. Object-level checks (is this case assigned to
+this volunteer?) stay in the policy and the broker; these gate whole routes.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from app.accounts.models import Role
+
+
+class Permission(StrEnum):
+    signed_in = "signed_in"  # any active staff member (their own profile, logout, step-up)
+    cases_read = "cases_read"  # list/detail of cases the policy lets them see
+    cases_write = "cases_write"  # notes, referrals, intake fields, status (policy decides which cases)
+    cases_assign = "cases_assign"
+    break_glass = "break_glass"
+    break_glass_review = "break_glass_review"
+    audit_read = "audit_read"
+    audit_export = "audit_export"
+    audit_verify = "audit_verify"
+    users_read = "users_read"
+    users_manage = "users_manage"
+
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.volunteer: frozenset({Permission.signed_in, Permission.cases_read, Permission.cases_write}),
+    Role.supervisor: frozenset(
+        {
+            Permission.signed_in,
+            Permission.cases_read,
+            Permission.cases_write,
+            Permission.cases_assign,
+            Permission.break_glass,
+            Permission.break_glass_review,
+            Permission.audit_read,
+            Permission.audit_export,
+            Permission.audit_verify,
+            Permission.users_read,
+        }
+    ),
+    Role.admin: frozenset({Permission.signed_in, Permission.users_read, Permission.users_manage}),
+}
+
+
+def permissions_of(roles: frozenset[Role]) -> frozenset[Permission]:
+    granted: set[Permission] = set()
+    for role in roles:
+        granted |= ROLE_PERMISSIONS[role]
+    return frozenset(granted)
