@@ -235,6 +235,46 @@ def users_add(
     click.echo(f"One-time enrolment link (valid 24 hours; send it privately): {link}")
 
 
+def _user_command(action: str) -> Any:
+    """`hotline users disable|reset-mfa|end-sessions EMAIL`: recovery and offboarding on the host."""
+
+    def command(email: str) -> None:
+        from app.accounts import service as accounts
+
+        settings = settings_or_exit()
+
+        async def work(database: Database) -> str | None:
+            clock, _sealer = await prepare(settings, database)
+            async with database.sessionmaker() as session, session.begin():
+                user = await accounts.user_by_email(session, email)
+                if user is None:
+                    fail(f"no staff account with email {email}")
+                actor = _cli_actor()
+                if action == "disable":
+                    await accounts.disable_user(session, clock, user, actor=actor)
+                elif action == "reset-mfa":
+                    token = await accounts.reset_mfa(session, clock, user, actor=actor)
+                    return accounts.enrolment_link(settings.public_url, token)
+                else:
+                    await accounts.end_sessions(session, clock, user, actor=actor)
+            return None
+
+        link = run_with_database(settings, work)
+        click.echo(f"hotline: {action} done for {email}; every session of theirs has ended")
+        if link:
+            click.echo(f"New one-time enrolment link (valid 24 hours; send it privately): {link}")
+
+    return command
+
+
+for _action, _help in (
+    ("disable", "Disable a staff account at once (offboarding); ends its sessions."),
+    ("reset-mfa", "Forget a lost second factor and print a new enrolment link; ends sessions."),
+    ("end-sessions", "Sign a staff member out everywhere (lost or shared device)."),
+):
+    users.command(_action, help=_help)(click.argument("email")(_user_command(_action)))
+
+
 @cli.group()
 def keys() -> None:
     """The key file: creation and status."""

@@ -13,9 +13,13 @@ from fastapi import APIRouter, FastAPI
 
 import app.audit.jobs  # noqa: F401 — registers the checkpoint job
 from app.access.broker import AccessBroker
+from app.access.router import router as break_glass_router
+from app.accounts.admin_router import router as users_router
 from app.accounts.auth import AuthService
 from app.accounts.router import router as accounts_router
 from app.audit import service as audit
+from app.audit.router import router as audit_router
+from app.cases.router import router as cases_router
 from app.clock import Clock, SystemClock
 from app.db import migrate
 from app.db.engine import Database, create_database
@@ -32,6 +36,10 @@ from app.settings import Settings, load_settings
 from crypto.keyfile import KeyMaterial
 
 log = logging.getLogger("hotline")
+
+
+API_PREFIX = "/api/v1"
+API_ROUTERS = (accounts_router, cases_router, break_glass_router, audit_router, users_router)
 
 
 class StartupError(RuntimeError):
@@ -159,14 +167,15 @@ def create_app(
     app.state.settings = settings
     app.state.clock = clock
     app.state.database = database
-    app.state.services = {"settings": settings}
+    app.state.services = {"settings": settings, "database": database}
     app.state.readiness_checks = {}
     install_error_handlers(app)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.public_url.startswith("https://"))
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
-    api = APIRouter(prefix="/api/v1")
-    api.include_router(accounts_router)
+    api = APIRouter(prefix=API_PREFIX)
+    for router in API_ROUTERS:
+        api.include_router(router)
     app.include_router(api)
     return app
 

@@ -20,6 +20,7 @@ class BreakGlassGrant(UUIDPrimaryKey, Base):
     __tablename__ = "break_glass_grants"
     __sealed_subject__ = "case_id"
 
+    public_id: Mapped[str] = mapped_column(String(16), unique=True)
     case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"), index=True)
     supervisor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
     reason: Mapped[Sealed] = sealed_column("break_glass.reason", RetentionClass.case_content)

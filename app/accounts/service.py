@@ -6,7 +6,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select, update
@@ -148,3 +148,71 @@ async def create_user(
 
 async def user_by_email(session: AsyncSession, email: str) -> User | None:
     return await session.scalar(select(User).where(User.email == email.strip().lower()))
+
+
+async def disable_user(session: AsyncSession, clock: Clock, user: User, *, actor: Actor) -> None:
+    """Offboarding: the account stops working at once and every session dies."""
+    now = clock.now()
+    user.status = UserStatus.disabled
+    user.disabled_at = now
+    user.sessions_valid_after = now
+    user.updated_at = now
+    await _revoke_sessions(session, user, now)
+    audit.record(
+        session, clock, actor=actor, action="user.disabled", object_type="user", object_id=user.public_id
+    )
+
+
+async def reset_mfa(session: AsyncSession, clock: Clock, user: User, *, actor: Actor) -> str:
+    """Forget the second factor; the person re-enrols with a new link (password kept)."""
+    now = clock.now()
+    user.totp_secret = None
+    user.totp_last_step = None
+    user.status = UserStatus.pending
+    user.sessions_valid_after = now
+    user.updated_at = now
+    await _revoke_sessions(session, user, now)
+    token = await issue_enrolment(session, clock, user)
+    audit.record(
+        session, clock, actor=actor, action="user.mfa_reset", object_type="user", object_id=user.public_id
+    )
+    return token
+
+
+async def end_sessions(session: AsyncSession, clock: Clock, user: User, *, actor: Actor) -> None:
+    now = clock.now()
+    user.sessions_valid_after = now
+    await _revoke_sessions(session, user, now)
+    audit.record(
+        session,
+        clock,
+        actor=actor,
+        action="user.sessions_ended",
+        object_type="user",
+        object_id=user.public_id,
+    )
+
+
+async def clear_sign_in_block(session: AsyncSession, clock: Clock, user: User, *, actor: Actor) -> None:
+    user.failed_logins = 0
+    user.next_login_at = None
+    user.login_blocked_at = None
+    audit.record(
+        session,
+        clock,
+        actor=actor,
+        action="user.sign_in_unblocked",
+        object_type="user",
+        object_id=user.public_id,
+    )
+
+
+async def _revoke_sessions(session: AsyncSession, user: User, now: datetime) -> None:
+    from app.accounts.models import StaffSession
+
+    await session.execute(
+        update(StaffSession)
+        .where(StaffSession.user_id == user.id, StaffSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )

@@ -3,13 +3,14 @@ service role only gets SELECT/INSERT (`Table.info["append_only"]`, applied by `h
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, LargeBinary, String
+from sqlalchemy import JSON, BigInteger, ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base
+from app.db.base import Base, UUIDPrimaryKey
 
 
 class AuditEntry(Base):
@@ -53,3 +54,19 @@ class AuditCheckpoint(Base):
     ts: Mapped[datetime]
     key_id: Mapped[str] = mapped_column(String(64))
     signature: Mapped[bytes] = mapped_column(LargeBinary(64))
+
+
+class AuditVerification(UUIDPrimaryKey, Base):
+    """A background run of the chain verifier requested from the console, with its progress."""
+
+    __tablename__ = "audit_verifications"
+
+    public_id: Mapped[str] = mapped_column(String(16), unique=True)
+    requested_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    state: Mapped[str] = mapped_column(String(16))  # queued | running | ok | invalid | failed
+    entries_checked: Mapped[int] = mapped_column(default=0)
+    entries_total: Mapped[int | None]
+    problems: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    requested_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]

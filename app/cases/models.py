@@ -103,6 +103,7 @@ class CaseNote(UUIDPrimaryKey, Base):
     __tablename__ = "case_notes"
     __sealed_subject__ = "case_id"
 
+    public_id: Mapped[str] = mapped_column(String(16), unique=True)
     case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"), index=True)
     author_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime]
@@ -112,6 +113,7 @@ class CaseNote(UUIDPrimaryKey, Base):
 class Referral(UUIDPrimaryKey, Base):
     __tablename__ = "referrals"
 
+    public_id: Mapped[str] = mapped_column(String(16), unique=True)
     case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"), index=True)
     organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"))
     created_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import date
-from typing import Annotated
+from datetime import date, datetime
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -71,3 +71,125 @@ class CaseFields(BaseModel):
 class NoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     body: NoteBody = Field(description="Intake note; sealed, append-only.")
+
+
+CaseStatusName = Literal["open", "in_progress", "referred", "closed"]
+UrgencyName = Literal["emergency", "high", "normal", "low"]
+SealedFieldName = Literal[
+    "caller_name",
+    "callback_number",
+    "a_number",
+    "date_of_birth",
+    "country_of_origin",
+    "detention_facility",
+    "next_hearing_date",
+    "next_hearing_court",
+    "code_word",
+]
+StaffPurpose = Literal["intake", "callback", "referral", "follow_up", "safety_check", "break_glass"]
+PublicId = Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,3}-[0-9A-Z]{4}-[0-9A-Z]{4}$")]
+
+
+class CallerOut(BaseModel):
+    phone_last2: str | None
+    safe_to_call: bool | None
+    safe_to_text: bool | None
+    safe_to_voicemail: bool | None
+
+
+class CaseSummary(BaseModel):
+    id: str
+    status: CaseStatusName
+    category: str | None
+    urgency: UrgencyName
+    language: str
+    assignee: str | None
+    drill: bool
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+
+
+class ReferralOut(BaseModel):
+    id: str
+    organisation: str
+    organisation_name: str
+    services: list[str]
+    created_at: datetime
+
+
+class CaseDetail(CaseSummary):
+    sealed_fields: list[str] = Field(
+        description="Names of the sealed fields that hold a value (never the values)."
+    )
+    notes: int
+    referrals: list[ReferralOut]
+    caller: CallerOut | None
+
+
+class CaseList(BaseModel):
+    items: list[CaseSummary]
+    page: int
+    page_size: int
+    total: int
+
+
+class RevealIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fields: list[SealedFieldName | Literal["notes"]] = Field(min_length=1, max_length=10)
+    purpose: StaffPurpose
+
+
+class NoteOut(BaseModel):
+    id: str
+    author: str
+    created_at: datetime
+    body: str | None
+
+
+class RevealOut(BaseModel):
+    values: dict[str, str | None]
+    erased: list[str]
+    notes: list[NoteOut] | None = None
+
+
+class SafetyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    safe_to_call: bool | None = None
+    safe_to_text: bool | None = None
+    safe_to_voicemail: bool | None = None
+
+
+class CasePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: CaseStatusName | None = None
+    category: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")] | None = None
+    urgency: UrgencyName | None = None
+    assignee: PublicId | None = None
+    fields: CaseFields | None = None
+    caller_safety: SafetyIn | None = None
+
+
+class NoteCreated(BaseModel):
+    id: str
+    created_at: datetime
+
+
+class ReferralIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    organisation: PublicId
+    services: list[Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")]] = Field(
+        default_factory=list, max_length=8
+    )
+
+
+class BreakGlassIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=20, max_length=1000)]
+    totp: Annotated[str, StringConstraints(min_length=6, max_length=16)]
+
+
+class BreakGlassOut(BaseModel):
+    id: str
+    case: str
+    expires_at: datetime

@@ -122,7 +122,9 @@ def change_status(case: Case, status: CaseStatus, clock: Clock) -> None:
 async def add_note(
     session: AsyncSession, sealer: Sealer, clock: Clock, case: Case, *, author: User, actor: Actor, body: str
 ) -> CaseNote:
-    note = CaseNote(case_id=case.id, author_id=author.id, created_at=clock.now())
+    note = CaseNote(
+        public_id=new_public_id("NT"), case_id=case.id, author_id=author.id, created_at=clock.now()
+    )
     await sealer.seal(session, note, "body", body)
     session.add(note)
     case.updated_at = clock.now()

@@ -1,0 +1,407 @@
+"""Case API. Thin handlers: load what the principal may see, call the service or the broker.
+
+A case the caller may not see answers exactly like a missing one (404, same body).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.access.models import BreakGlassGrant
+from app.access.permissions import Permission
+from app.access.policy import Principal, Purpose, may_read_case_content, may_see_case
+from app.accounts.auth import InvalidCredentials
+from app.accounts.deps import Auth, Staff, require
+from app.accounts.models import Role, User, UserStatus
+from app.audit import service as audit
+from app.callers.models import Caller
+from app.cases import service
+from app.cases.models import Case, CaseNote, CaseStatus, Referral, Urgency
+from app.cases.schemas import (
+    BreakGlassIn,
+    BreakGlassOut,
+    CallerOut,
+    CaseDetail,
+    CaseList,
+    CasePatch,
+    CaseStatusName,
+    CaseSummary,
+    NoteCreated,
+    NoteIn,
+    NoteOut,
+    PublicId,
+    ReferralIn,
+    ReferralOut,
+    RevealIn,
+    RevealOut,
+    UrgencyName,
+)
+from app.db.session import DbSession
+from app.errors import InvalidInput, NotFound
+from app.publicid import new_public_id
+from app.referrals.models import Organisation
+
+router = APIRouter(prefix="/cases", tags=["cases"])
+CaseReader = Annotated[Staff, require(Permission.cases_read)]
+CaseWriter = Annotated[Staff, require(Permission.cases_write)]
+BreakGlasser = Annotated[Staff, require(Permission.break_glass)]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such case, or not yours to see (indistinguishable)."}
+}
+
+
+async def visible_case(db: AsyncSession, principal: Principal, public_id: str) -> Case:
+    case = await db.scalar(select(Case).where(Case.public_id == public_id))
+    if case is None or not may_see_case(principal, case.assignee_id):
+        raise NotFound()
+    return case
+
+
+async def public_ids(db: AsyncSession, user_ids: set[uuid.UUID | None]) -> dict[uuid.UUID | None, str]:
+    ids = {i for i in user_ids if i is not None}
+    if not ids:
+        return {}
+    rows = await db.execute(select(User.id, User.public_id).where(User.id.in_(ids)))
+    return {row.id: row.public_id for row in rows}
+
+
+def summary(case: Case, assignees: dict[uuid.UUID | None, str]) -> CaseSummary:
+    return CaseSummary(
+        id=case.public_id,
+        status=case.status,
+        category=case.category_id,
+        urgency=case.urgency,
+        language=case.language,
+        assignee=assignees.get(case.assignee_id),
+        drill=case.drill,
+        created_at=case.created_at,
+        updated_at=case.updated_at,
+        closed_at=case.closed_at,
+    )
+
+
+async def detail(db: AsyncSession, case: Case) -> CaseDetail:
+    assignees = await public_ids(db, {case.assignee_id})
+    notes = await db.scalar(select(func.count()).select_from(CaseNote).where(CaseNote.case_id == case.id))
+    referral_rows = (
+        await db.execute(
+            select(Referral, Organisation)
+            .join(Organisation, Organisation.id == Referral.organisation_id)
+            .where(Referral.case_id == case.id)
+            .order_by(Referral.created_at)
+        )
+    ).all()
+    caller = await db.get(Caller, case.caller_id) if case.caller_id else None
+    return CaseDetail(
+        **summary(case, assignees).model_dump(),
+        sealed_fields=case.sealed_fields_present(),
+        notes=notes or 0,
+        referrals=[
+            ReferralOut(
+                id=r.public_id,
+                organisation=o.public_id,
+                organisation_name=o.name,
+                services=[s for s in r.services.split(",") if s],
+                created_at=r.created_at,
+            )
+            for r, o in referral_rows
+        ],
+        caller=CallerOut(
+            phone_last2=caller.phone_last2,
+            safe_to_call=caller.safe_to_call,
+            safe_to_text=caller.safe_to_text,
+            safe_to_voicemail=caller.safe_to_voicemail,
+        )
+        if caller
+        else None,
+    )
+
+
+@router.get("", response_model=CaseList)
+async def list_cases(
+    staff: CaseReader,
+    db: DbSession,
+    status: CaseStatusName | None = None,
+    category: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$")] = None,
+    urgency: UrgencyName | None = None,
+    language: Annotated[str | None, Query(pattern=r"^[a-z]{2,3}$")] = None,
+    assignee: PublicId | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> CaseList:
+    """A volunteer sees their own cases; a supervisor the metadata of all."""
+    query = select(Case)
+    if not staff.principal.has(Role.supervisor):
+        query = query.where(Case.assignee_id == staff.user.id)
+    if status:
+        query = query.where(Case.status == status)
+    if category:
+        query = query.where(Case.category_id == category)
+    if urgency:
+        query = query.where(Case.urgency == urgency)
+    if language:
+        query = query.where(Case.language == language)
+    if assignee:
+        query = query.join(User, User.id == Case.assignee_id).where(User.public_id == assignee)
+    if created_after:
+        query = query.where(Case.created_at >= created_after)
+    if created_before:
+        query = query.where(Case.created_at < created_before)
+    total = await db.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = list(
+        await db.scalars(
+            query.order_by(Case.created_at.desc(), Case.public_id)
+            .offset((page - 1) * page_size)
+            .limit(page_size)
+        )
+    )
+    assignees = await public_ids(db, {c.assignee_id for c in rows})
+    return CaseList(items=[summary(c, assignees) for c in rows], page=page, page_size=page_size, total=total)
+
+
+@router.get("/{case_id}", response_model=CaseDetail, responses=NOT_FOUND)
+async def get_case(case_id: PublicId, staff: CaseReader, db: DbSession) -> CaseDetail:
+    """Metadata and the names of the sealed fields present — never their values."""
+    return await detail(db, await visible_case(db, staff.principal, case_id))
+
+
+@router.post("/{case_id}/reveal", response_model=RevealOut, responses=NOT_FOUND)
+async def reveal(
+    case_id: PublicId, body: RevealIn, staff: CaseReader, db: DbSession, auth: Auth
+) -> RevealOut:
+    """The only way to plaintext: one audit entry per request, committed before decryption."""
+    case = await visible_case(db, staff.principal, case_id)
+    broker = auth.broker
+    purpose = Purpose(body.purpose)
+    fields = [f for f in dict.fromkeys(body.fields) if f != "notes"]
+    want_notes = "notes" in body.fields
+    if not fields:
+        # Notes only: check access like any content read, then one audited batch.
+        revealed_values: dict[str, str | None] = {}
+        erased: list[str] = []
+        if not may_read_case_content(
+            staff.principal,
+            case.assignee_id,
+            break_glass=await broker.active_break_glass(db, staff.principal, case),
+        ):
+            raise await broker.deny(
+                db,
+                staff.principal,
+                action="case.reveal",
+                object_type="case",
+                object_id=case.public_id,
+                fields=["notes"],
+                purpose=purpose,
+            )
+    else:
+        result = await broker.reveal_case(db, staff.principal, case, fields, purpose)
+        revealed_values, erased = result.values, result.erased
+    notes_out = None
+    if want_notes:
+        case = await visible_case(db, staff.principal, case_id)
+        notes = await service.notes_of(db, case)
+        authors = await public_ids(db, {n.author_id for n in notes})
+        bodies = (
+            await broker.reveal_rows(
+                db,
+                staff.principal,
+                notes,
+                "body",
+                purpose=purpose,
+                action="case.notes_reveal",
+                object_type="case",
+                object_id=case.public_id,
+            )
+            if notes
+            else []
+        )
+        notes_out = [
+            NoteOut(id=n.public_id, author=authors.get(n.author_id, "?"), created_at=n.created_at, body=b)
+            for n, b in zip(notes, bodies, strict=True)
+        ]
+    return RevealOut(values=revealed_values, erased=erased, notes=notes_out)
+
+
+@router.patch("/{case_id}", response_model=CaseDetail, responses=NOT_FOUND)
+async def update_case(
+    case_id: PublicId, body: CasePatch, staff: CaseWriter, db: DbSession, auth: Auth
+) -> CaseDetail:
+    case = await visible_case(db, staff.principal, case_id)
+    clock = auth.clock
+    actor = staff.principal.actor
+    content = may_read_case_content(
+        staff.principal,
+        case.assignee_id,
+        break_glass=await auth.broker.active_break_glass(db, staff.principal, case),
+    )
+    assigned = case.assignee_id == staff.user.id
+    if (body.fields is not None or body.caller_safety is not None) and not content:
+        raise NotFound()
+    if (body.status or body.category or body.urgency) and not (
+        assigned or staff.principal.has(Role.supervisor)
+    ):
+        raise NotFound()
+    if body.assignee is not None:
+        if Permission.cases_assign not in staff.permissions:
+            raise NotFound()
+        assignee = await db.scalar(select(User).where(User.public_id == body.assignee))
+        if (
+            assignee is None
+            or assignee.status != UserStatus.active
+            or Role.volunteer not in assignee.role_set
+        ):
+            raise InvalidInput("Assign to an active volunteer.", code="invalid_assignee")
+        case.assignee_id = assignee.id
+        audit.record(
+            db,
+            clock,
+            actor=actor,
+            action="case.assigned",
+            object_type="case",
+            object_id=case.public_id,
+            details={"assignee": assignee.public_id},
+        )
+    if body.status is not None:
+        service.change_status(case, CaseStatus(body.status), clock)
+    if body.category is not None:
+        from app.cases.models import Category
+
+        if await db.get(Category, body.category) is None:
+            raise InvalidInput("Unknown category.", code="unknown_category")
+        case.category_id = body.category
+    if body.urgency is not None:
+        case.urgency = Urgency(body.urgency)
+    if body.fields is not None:
+        changes = body.fields.model_dump(exclude_unset=True)
+        if changes:
+            await service.update_fields(db, auth.sealer, clock, case, actor=actor, fields=changes)
+    if body.caller_safety is not None and case.caller_id is not None:
+        caller = await db.get(Caller, case.caller_id)
+        assert caller is not None
+        for name, value in body.caller_safety.model_dump(exclude_unset=True).items():
+            setattr(caller, name, value)
+    case.updated_at = clock.now()
+    if body.status or body.category or body.urgency:
+        audit.record(
+            db,
+            clock,
+            actor=actor,
+            action="case.updated",
+            object_type="case",
+            object_id=case.public_id,
+            details={k: v for k, v in {"status": body.status, "urgency": body.urgency}.items() if v},
+        )
+    await db.flush()
+    return await detail(db, case)
+
+
+@router.post("/{case_id}/notes", response_model=NoteCreated, status_code=201, responses=NOT_FOUND)
+async def add_note(
+    case_id: PublicId, body: NoteIn, staff: CaseWriter, db: DbSession, auth: Auth
+) -> NoteCreated:
+    """Append-only: notes are never edited or deleted through the API."""
+    case = await visible_case(db, staff.principal, case_id)
+    if not may_read_case_content(
+        staff.principal,
+        case.assignee_id,
+        break_glass=await auth.broker.active_break_glass(db, staff.principal, case),
+    ):
+        raise NotFound()
+    note = await service.add_note(
+        db, auth.sealer, auth.clock, case, author=staff.user, actor=staff.principal.actor, body=body.body
+    )
+    return NoteCreated(id=note.public_id, created_at=note.created_at)
+
+
+@router.post("/{case_id}/referrals", response_model=ReferralOut, status_code=201, responses=NOT_FOUND)
+async def add_referral(
+    case_id: PublicId, body: ReferralIn, staff: CaseWriter, db: DbSession, auth: Auth
+) -> ReferralOut:
+    case = await visible_case(db, staff.principal, case_id)
+    if case.assignee_id != staff.user.id and not staff.principal.has(Role.supervisor):
+        raise NotFound()
+    organisation = await db.scalar(select(Organisation).where(Organisation.public_id == body.organisation))
+    if organisation is None:
+        raise InvalidInput("Unknown organisation.", code="unknown_organisation")
+    referral = Referral(
+        public_id=new_public_id("RF"),
+        case_id=case.id,
+        organisation_id=organisation.id,
+        created_by_id=staff.user.id,
+        created_at=auth.clock.now(),
+        services=",".join(body.services),
+    )
+    db.add(referral)
+    if case.status in (CaseStatus.open, CaseStatus.in_progress):
+        case.status = CaseStatus.referred
+    case.updated_at = auth.clock.now()
+    audit.record(
+        db,
+        auth.clock,
+        actor=staff.principal.actor,
+        action="case.referred",
+        object_type="case",
+        object_id=case.public_id,
+        details={"organisation": organisation.public_id},
+    )
+    await db.flush()
+    return ReferralOut(
+        id=referral.public_id,
+        organisation=organisation.public_id,
+        organisation_name=organisation.name,
+        services=list(body.services),
+        created_at=referral.created_at,
+    )
+
+
+@router.post("/{case_id}/break-glass", response_model=BreakGlassOut, status_code=201, responses=NOT_FOUND)
+async def break_glass(
+    case_id: PublicId, body: BreakGlassIn, staff: BreakGlasser, db: DbSession, auth: Auth
+) -> BreakGlassOut:
+    """A supervisor's 30-minute access to one case's content: reason + fresh TOTP, flagged for review."""
+    case = await visible_case(db, staff.principal, case_id)
+    case_pk, public_id, user, principal = case.id, case.public_id, staff.user, staff.principal
+    if not await auth.check_totp(db, user, body.totp):
+        await db.rollback()
+        audit.record(
+            db,
+            auth.clock,
+            actor=principal.actor,
+            action="case.break_glass",
+            object_type="case",
+            object_id=public_id,
+            outcome="denied",
+        )
+        await db.commit()
+        raise InvalidCredentials()
+    now = auth.clock.now()
+    grant = BreakGlassGrant(
+        public_id=new_public_id("BG"),
+        case_id=case_pk,
+        supervisor_id=principal.user_id,
+        created_at=now,
+        expires_at=now + timedelta(minutes=auth.settings.break_glass_minutes),
+    )
+    await auth.sealer.seal(db, grant, "reason", body.reason)
+    db.add(grant)
+    reason_hash = auth.keys.material.keyed_hasher().hash("break_glass.reason", grant.reason.blob).hex()
+    audit.record(
+        db,
+        auth.clock,
+        actor=principal.actor,
+        action="case.break_glass",
+        object_type="case",
+        object_id=public_id,
+        value_hash=reason_hash,
+        details={"grant": grant.public_id},
+    )
+    await db.flush()
+    return BreakGlassOut(id=grant.public_id, case=public_id, expires_at=grant.expires_at)

@@ -1,0 +1,353 @@
+"""Every route × every kind of caller → the one expected status. A mismatch either way fails, and so
+does a route missing from the matrix (add new routes here with their expected statuses)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from sqlalchemy import select
+
+from app.access.models import BreakGlassGrant
+from app.accounts import service as accounts
+from app.accounts.models import User
+from app.audit.models import AuditVerification
+from app.audit.service import Actor
+from app.cases.service import create_case
+from app.main import API_ROUTERS
+from app.publicid import new_public_id
+from tests.support.staff import PASSWORD, create_staff, enrol, next_code
+
+ROLES = ("anonymous", "assigned", "other_volunteer", "supervisor", "supervisor_bg", "admin", "disabled")
+SETUP = Actor("cli:test")
+
+
+@dataclass
+class Caller:
+    email: str | None
+    secret: str | None
+    user_id: str | None = None
+
+
+@dataclass
+class World:
+    case: str
+    callers: dict[str, Caller]
+
+
+def expect(
+    anonymous: int,
+    assigned: int,
+    other_volunteer: int,
+    supervisor: int,
+    supervisor_bg: int,
+    admin: int,
+    disabled: int | None = None,
+) -> dict[str, int]:
+    return {
+        "anonymous": anonymous,
+        "assigned": assigned,
+        "other_volunteer": other_volunteer,
+        "supervisor": supervisor,
+        "supervisor_bg": supervisor_bg,
+        "admin": admin,
+        "disabled": anonymous if disabled is None else disabled,
+    }
+
+
+# (method, path template) → (request builder, expected status per caller)
+Build = Callable[[FastAPI, World, str], Awaitable[dict[str, Any]]]
+
+
+async def nothing(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    return {}
+
+
+def body(payload: dict[str, Any]) -> Build:
+    async def build(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+        return {"json": payload}
+
+    return build
+
+
+async def fresh_target_user(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    async with app.state.database.sessionmaker() as session, session.begin():
+        user, _ = await accounts.create_user(
+            session,
+            app.state.sealer,
+            app.state.clock,
+            actor=SETUP,
+            email=f"{new_public_id('T').lower()}@example.org",
+            name="Target",
+            roles="volunteer",
+        )
+    return {"user_id": user.public_id, "json": {"name": "Renamed"}}
+
+
+async def grant_by_someone_else(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    async with app.state.database.sessionmaker() as session, session.begin():
+        third, _ = await accounts.create_user(
+            session,
+            app.state.sealer,
+            app.state.clock,
+            actor=SETUP,
+            email=f"{new_public_id('S').lower()}@example.org",
+            name="Sup",
+            roles="supervisor",
+        )
+        from app.cases.models import Case
+
+        case = (await session.scalars(select(Case).where(Case.public_id == world.case))).one()
+        grant = BreakGlassGrant(
+            public_id=new_public_id("BG"),
+            case_id=case.id,
+            supervisor_id=third.id,
+            created_at=app.state.clock.now(),
+            expires_at=app.state.clock.now() + timedelta(minutes=30),
+        )
+        await app.state.sealer.seal(session, grant, "reason", "matrix test reason long enough")
+        session.add(grant)
+    return {"grant_id": grant.public_id, "json": {"outcome": "justified"}}
+
+
+async def totp_body(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    caller = world.callers[role]
+    code = next_code(app, caller.secret) if caller.secret else "123456"
+    return {"json": {"totp": code}}
+
+
+async def break_glass_body(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    caller = world.callers[role]
+    code = next_code(app, caller.secret) if caller.secret else "123456"
+    return {"json": {"reason": "caller in danger, assigned volunteer unreachable", "totp": code}}
+
+
+async def bad_login(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    # A different unknown address each time, so the per-account throttle does not kick in.
+    return {"json": {"email": f"nobody-{role}@example.org", "password": "not a password", "totp": "123456"}}
+
+
+BAD_TOKEN = {"token": "x" * 43}
+
+MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
+    ("GET", "/healthz"): (nothing, expect(200, 200, 200, 200, 200, 200)),
+    ("GET", "/readyz"): (nothing, expect(200, 200, 200, 200, 200, 200)),
+    ("POST", "/api/v1/auth/login"): (bad_login, expect(401, 401, 401, 401, 401, 401)),
+    ("POST", "/api/v1/auth/logout"): (nothing, expect(401, 200, 200, 200, 200, 200)),
+    ("GET", "/api/v1/auth/me"): (nothing, expect(401, 200, 200, 200, 200, 200)),
+    ("POST", "/api/v1/auth/enroll"): (
+        body(BAD_TOKEN | {"password": PASSWORD}),
+        expect(422, 422, 422, 422, 422, 422),
+    ),
+    ("POST", "/api/v1/auth/enroll/confirm"): (
+        body(BAD_TOKEN | {"totp": "123456"}),
+        expect(422, 422, 422, 422, 422, 422),
+    ),
+    ("POST", "/api/v1/auth/step-up"): (totp_body, expect(401, 200, 200, 200, 200, 200)),
+    ("GET", "/api/v1/cases"): (nothing, expect(401, 200, 200, 200, 200, 403)),
+    ("GET", "/api/v1/cases/{case_id}"): (nothing, expect(401, 200, 404, 200, 200, 403)),
+    ("POST", "/api/v1/cases/{case_id}/reveal"): (
+        body({"fields": ["caller_name", "notes"], "purpose": "intake"}),
+        expect(401, 200, 404, 404, 200, 403),
+    ),
+    ("PATCH", "/api/v1/cases/{case_id}"): (body({"urgency": "high"}), expect(401, 200, 404, 200, 200, 403)),
+    ("POST", "/api/v1/cases/{case_id}/notes"): (
+        body({"body": "called back"}),
+        expect(401, 201, 404, 404, 201, 403),
+    ),
+    ("POST", "/api/v1/cases/{case_id}/referrals"): (
+        body({"organisation": "OR-4GAS-NYSC", "services": ["legal_defense"]}),
+        expect(401, 201, 404, 201, 201, 403),
+    ),
+    ("POST", "/api/v1/cases/{case_id}/break-glass"): (break_glass_body, expect(401, 403, 403, 201, 201, 403)),
+    ("GET", "/api/v1/break-glass/reviews"): (nothing, expect(401, 403, 403, 200, 200, 403)),
+    ("POST", "/api/v1/break-glass/reviews/{grant_id}"): (
+        grant_by_someone_else,
+        expect(401, 403, 403, 200, 200, 403),
+    ),
+    ("GET", "/api/v1/audit"): (nothing, expect(401, 403, 403, 200, 200, 403)),
+    ("POST", "/api/v1/audit/exports"): (body({}), expect(401, 403, 403, 200, 200, 403)),
+    ("POST", "/api/v1/audit/verifications"): (nothing, expect(401, 403, 403, 202, 202, 403)),
+    ("GET", "/api/v1/audit/verifications/latest"): (nothing, expect(401, 403, 403, 200, 200, 403)),
+    ("GET", "/api/v1/users"): (nothing, expect(401, 403, 403, 200, 200, 200)),
+    ("POST", "/api/v1/users"): (
+        body({"email": "new.person@example.org", "name": "New", "roles": ["volunteer"]}),
+        expect(401, 403, 403, 403, 403, 201),
+    ),
+    ("PATCH", "/api/v1/users/{user_id}"): (fresh_target_user, expect(401, 403, 403, 403, 403, 200)),
+    ("POST", "/api/v1/users/{user_id}/disable"): (fresh_target_user, expect(401, 403, 403, 403, 403, 200)),
+    ("POST", "/api/v1/users/{user_id}/reset-mfa"): (fresh_target_user, expect(401, 403, 403, 403, 403, 200)),
+    ("POST", "/api/v1/users/{user_id}/end-sessions"): (
+        fresh_target_user,
+        expect(401, 403, 403, 403, 403, 200),
+    ),
+    ("POST", "/api/v1/users/{user_id}/clear-sign-in-block"): (
+        fresh_target_user,
+        expect(401, 403, 403, 200, 200, 200),
+    ),
+    ("GET", "/openapi.json"): (nothing, expect(200, 200, 200, 200, 200, 200)),
+    ("GET", "/docs"): (nothing, expect(200, 200, 200, 200, 200, 200)),
+    ("GET", "/docs/oauth2-redirect"): (nothing, expect(200, 200, 200, 200, 200, 200)),
+}
+
+
+def app_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """Every (method, path) the app serves: the OpenAPI paths plus the documentation pages."""
+    found = {
+        (method.upper(), path) for path, operations in app.openapi()["paths"].items() for method in operations
+    }
+    found |= {
+        (method, route.path)  # type: ignore[attr-defined]
+        for route in app.router.routes
+        if getattr(route, "path", None)
+        for method in (getattr(route, "methods", None) or set()) - {"HEAD", "OPTIONS"}
+    }
+    return found
+
+
+def test_every_route_is_in_the_matrix(app: FastAPI) -> None:
+    routes = app_routes(app)
+    assert sorted(routes - set(MATRIX)) == [], "add these routes to the authorization matrix"
+    assert sorted(set(MATRIX) - routes) == [], "stale matrix entries"
+    public = {"/auth/login", "/auth/enroll", "/auth/enroll/confirm"}
+    for router in API_ROUTERS:
+        for route in router.routes:
+            assert isinstance(route, APIRoute)
+            if route.path in public:
+                continue
+            names = {d.call.__name__ for d in route.dependant.dependencies if d.call is not None}
+            assert any(n.startswith("require_") for n in names), f"{route.path} has no require(Permission…)"
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashing(app: FastAPI) -> None:
+    from app.accounts.passwords import Passwords
+
+    app.state.auth.hasher.passwords = Passwords(time_cost=1, memory_cost=1024, allow_below_floor=True)
+    app.state.auth.addresses.per_minute = 100_000
+
+
+async def build_world(app: FastAPI, client: httpx.AsyncClient) -> World:
+    callers: dict[str, Caller] = {"anonymous": Caller(None, None)}
+    for role, roles in (
+        ("assigned", "volunteer"),
+        ("other_volunteer", "volunteer"),
+        ("supervisor", "supervisor"),
+        ("supervisor_bg", "supervisor"),
+        ("admin", "admin"),
+        ("disabled", "volunteer,supervisor"),
+    ):
+        email, token = await create_staff(app, roles=roles)
+        secret = await enrol(client, app, token)
+        async with app.state.database.sessionmaker() as session:
+            user = (await session.scalars(select(User).where(User.email == email))).one()
+        callers[role] = Caller(email, secret, user.public_id)
+    async with app.state.database.sessionmaker() as session, session.begin():
+        users = {
+            c.user_id: u
+            for u in await session.scalars(select(User))
+            for c in callers.values()
+            if c.user_id == u.public_id
+        }
+        assigned = users[callers["assigned"].user_id]
+        case = await create_case(
+            session,
+            app.state.sealer,
+            app.state.clock,
+            actor=SETUP,
+            language="es",
+            category="detention",
+            assignee=assigned,
+            fields={"caller_name": "Matrix Caller"},
+        )
+        sup_bg = users[callers["supervisor_bg"].user_id]
+        grant = BreakGlassGrant(
+            public_id=new_public_id("BG"),
+            case_id=case.id,
+            supervisor_id=sup_bg.id,
+            created_at=app.state.clock.now(),
+            expires_at=app.state.clock.now() + timedelta(days=1),
+        )
+        await app.state.sealer.seal(session, grant, "reason", "standing grant for the matrix test")
+        session.add(grant)
+        session.add(
+            AuditVerification(
+                public_id=new_public_id("AV"),
+                state="ok",
+                entries_checked=0,
+                problems=[],
+                requested_at=app.state.clock.now(),
+            )
+        )
+        await accounts.disable_user(session, app.state.clock, users[callers["disabled"].user_id], actor=SETUP)
+    return World(case.public_id, callers)
+
+
+async def login(app: FastAPI, caller: Caller, disabled: bool) -> tuple[httpx.AsyncClient, dict[str, str]]:
+    http = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="https://hotline.test"
+    )
+    if caller.email is None:
+        return http, {}
+    if disabled:
+        # A session cookie minted before the account was disabled: it must not work any more.
+        http.cookies.set(
+            "__Host-hotline_session", "stale-session-token-from-before-disabling", domain="hotline.test"
+        )
+        return http, {"X-CSRF-Token": "x"}
+    response = await http.post(
+        "/api/v1/auth/login",
+        json={"email": caller.email, "password": PASSWORD, "totp": next_code(app, caller.secret or "")},
+    )
+    assert response.status_code == 200, response.text
+    return http, {"X-CSRF-Token": response.json()["csrf_token"]}
+
+
+async def test_authorization_matrix(app: FastAPI, client: httpx.AsyncClient) -> None:
+    world = await build_world(app, client)
+    mismatches = []
+    for (method, template), (build, expected) in MATRIX.items():
+        for role in ROLES:
+            http, headers = await login(app, world.callers[role], disabled=role == "disabled")
+            request = await build(app, world, role)
+            path = template.format(
+                case_id=world.case,
+                user_id=request.get("user_id", "U-2222-2222"),
+                grant_id=request.get("grant_id", "BG-2222-2222"),
+            )
+            response = await http.request(method, path, json=request.get("json"), headers=headers)
+            if response.status_code != expected[role]:
+                mismatches.append(
+                    f"{method} {template} as {role}: {response.status_code} != {expected[role]}"
+                )
+            await http.aclose()
+    assert mismatches == []
+
+
+async def test_an_unassigned_case_answers_exactly_like_a_missing_one(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    world = await build_world(app, client)
+    http, headers = await login(app, world.callers["other_volunteer"], disabled=False)
+    for method, suffix, payload in (
+        ("GET", "", None),
+        ("POST", "/reveal", {"fields": ["caller_name"], "purpose": "intake"}),
+        ("PATCH", "", {"urgency": "low"}),
+        ("POST", "/notes", {"body": "x"}),
+    ):
+        real = await http.request(
+            method, f"/api/v1/cases/{world.case}{suffix}", json=payload, headers=headers
+        )
+        missing = await http.request(
+            method, f"/api/v1/cases/HX-ZZZZ-ZZZZ{suffix}", json=payload, headers=headers
+        )
+        assert real.status_code == missing.status_code == 404
+        strip = lambda r: {k: v for k, v in r.json()["error"].items() if k != "request_id"}  # noqa: E731
+        assert strip(real) == strip(missing)
+    await http.aclose()
