@@ -152,6 +152,7 @@ class AccessBroker:
             object_type=object_type,
             object_id=object_id,
             details={"count": len(rows)},
+            by_index=True,
         )
         return [revealed.values.get(f"{i}") for i in range(len(rows))]
 
@@ -200,14 +201,14 @@ class AccessBroker:
         object_type: str,
         object_id: str,
         details: dict[str, Any] | None = None,
+        by_index: bool = False,
     ) -> Revealed:
-        batch = len({id(row) for row, _ in targets}) > 1
         sealed: list[tuple[str, Any, str, Sealed]] = []
         result = Revealed()
         for index, (row, attribute) in enumerate(targets):
             if attribute not in sealed_columns(type(row)):
                 raise InvalidInput("Not a sealed field.", code="unknown_field")
-            label = str(index) if batch else attribute
+            label = str(index) if by_index else attribute
             value = getattr(row, attribute)
             if value is None:
                 result.values[label] = None

@@ -20,6 +20,7 @@ from app.cases.service import add_note, notes_of
 from app.errors import InvalidInput, NotFound
 from app.keys.models import DataKeyRecord
 from app.keys.sealed import PlaintextAssignment, Sealed
+from app.publicid import new_public_id
 from crypto.errors import DecryptionError
 from tests.support.factories import Services, make_case, make_user, principal_of
 
@@ -93,6 +94,7 @@ async def test_supervisor_reads_only_with_an_active_break_glass_grant(services: 
     async with services.database.sessionmaker() as session, session.begin():
         case = await load_case(session, public_id)
         grant = BreakGlassGrant(
+            public_id=new_public_id("BG"),
             case_id=case.id,
             supervisor_id=supervisor.user_id,
             created_at=services.clock.now(),
