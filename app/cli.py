@@ -69,7 +69,8 @@ def cli() -> None:
     type=click.IntRange(1, 64),
     help="Worker processes (PostgreSQL).",
 )
-def serve(host: str, port: int, workers: int) -> None:
+@click.option("--demo", is_flag=True, help="Development only: seed demo staff and print their credentials.")
+def serve(host: str, port: int, workers: int, demo: bool) -> None:
     """Apply migrations (embedded SQLite default) and start the service."""
     import uvicorn
 
@@ -88,12 +89,26 @@ def serve(host: str, port: int, workers: int) -> None:
         create_database(settings.database_url)  # validates the URL before anything else happens
     except DatabaseConfigError as exc:
         fail(str(exc))
+    if demo and settings.is_production:
+        fail("--demo is for development only")
     if settings.is_sqlite:
 
         async def upgrade(database: Database) -> None:
             await migrate.upgrade(database)
 
         run_with_database(settings, upgrade)
+    if demo:
+        from app.demo import seed_demo
+
+        async def seed(database: Database) -> Any:
+            clock, sealer = await prepare(settings, database)
+            return await seed_demo(database, sealer, clock)
+
+        for creds in run_with_database(settings, seed):
+            click.echo(f"demo {creds.roles}: {creds.email}  password: {creds.password}")
+            click.echo(f"  TOTP secret (add to an authenticator app): {creds.totp_secret}")
+            click.echo(f"  {creds.otpauth_uri}")
+        click.echo("These credentials are shown once; run --demo again for new ones.")
     configure_logging(settings.log_level)
     click.echo(f"hotline: serving on http://{host}:{port} ({settings.env.value})", err=True)
     uvicorn.run(
@@ -542,6 +557,11 @@ def audit_export_checkpoints(directory: str) -> None:
     written, conflicts = run_with_database(settings, work)
     click.echo(f"hotline: {written} new checkpoint files in {target}")
     sys.exit(1 if conflicts else 0)
+
+
+from app.simulate import simulate  # noqa: E402
+
+cli.add_command(simulate)
 
 
 def main() -> None:

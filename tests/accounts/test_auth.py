@@ -218,3 +218,24 @@ async def test_step_up_checks_a_fresh_code(app: FastAPI) -> None:
         "/api/v1/auth/step-up", json={"totp": next_code(app, staff.secret)}, headers=staff.headers()
     )
     assert good.status_code == 200
+
+
+async def test_demo_staff_can_sign_in_with_the_printed_credentials(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    from app.demo import seed_demo
+
+    issued = await seed_demo(app.state.database, app.state.sealer, app.state.clock)
+    assert {c.email for c in issued} == {"demo-supervisor@example.org", "demo-volunteer@example.org"}
+    volunteer = next(c for c in issued if c.email.startswith("demo-volunteer"))
+    response = await client.post(
+        "/api/v1/auth/login",
+        json={
+            "email": volunteer.email,
+            "password": volunteer.password,
+            "totp": next_code(app, volunteer.totp_secret),
+        },
+    )
+    assert response.status_code == 200
+    cases = await client.get("/api/v1/cases")
+    assert cases.json()["total"] == 1 and cases.json()["items"][0]["drill"] is True
