@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "e197a17927a6"
 down_revision: str | None = "37fc742eef67"
 branch_labels: str | Sequence[str] | None = None
