@@ -1,6 +1,6 @@
 """Key-encryption keys (KEKs) and the keyring protocol that wraps data keys.
 
-A KEK has a string id (``kek-20261126-01``), a version, a creation time and a state:
+A KEK has a string id (``kek-20261126-01-3f2a9c1b``), a version, a creation time and a state:
 
 * ``active``: the one KEK that wraps new data keys (exactly one at any time);
 * ``decrypt-only``: a former active KEK; it still unwraps, and background jobs rewrap
@@ -27,6 +27,7 @@ key moved to another data-key row, subject or retention class fails to unwrap.
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -455,10 +456,14 @@ class LocalKeyring:
 
 
 def _kek_id_for(now: datetime, existing: Iterable[str]) -> str:
-    """Return ``kek-YYYYMMDD-NN``, the first sequence number not already taken that day."""
+    """Return ``kek-YYYYMMDD-NN-xxxxxxxx``: readable date and sequence, plus a random suffix.
+
+    The random part keeps ids unique across key files: two files made the same day must never
+    share a KEK id, or a database could point at a key that only looks present.
+    """
     taken = set(existing)
     day = now.astimezone(UTC).strftime("%Y%m%d")
     seq = 1
-    while f"kek-{day}-{seq:02d}" in taken:
+    while any(kek.startswith(f"kek-{day}-{seq:02d}") for kek in taken):
         seq += 1
-    return f"kek-{day}-{seq:02d}"
+    return f"kek-{day}-{seq:02d}-{secrets.token_hex(4)}"
