@@ -292,14 +292,25 @@ async def _probe(base: str) -> None:
         _fail(f"cannot reach the server at {base} ({type(exc).__name__})", code=1)
 
 
-def _fatal(alerts: Iterable[int]) -> int | None:
-    return next((code for code in alerts if code in _FATAL_ALERTS), None)
-
-
-def _fail_on_alert(code: int, base: str, path: str) -> NoReturn:
+def _fail_on_alerts(events: EventLog, sid: str, alerts: Iterable[int], base: str, path: str) -> None:
+    """Exit with one line if Twilio got nothing usable from the server for ``sid``."""
+    if not any(code in _FATAL_ALERTS for code in alerts):
+        return
+    found = [event for event in events.of("alert", sid=sid) if event.data.get("code") in _FATAL_ALERTS]
+    code = int(found[0]["code"]) if found else next(c for c in alerts if c in _FATAL_ALERTS)
+    detail = str(found[0].data.get("detail", "")) if found else ""
+    where = (urlsplit(str(found[0].data.get("url", ""))).path if found else "") or path
     if code == _UNREACHABLE:
         _fail(f"cannot reach the server at {base} (Twilio error {code})", code=1)
-    _fail(f"the server did not answer {path} with usable TwiML (Twilio error {code})", code=1)
+    if code == 11200 and detail == "HTTP 403":
+        _fail(
+            f"the server refused the signed webhook to {where} (HTTP 403): check that TWILIO_AUTH_TOKEN "
+            "is the server's and --url is its HOTLINE_PUBLIC_URL",
+            code=1,
+        )
+    if code == 11200 and detail.startswith("HTTP "):
+        _fail(f"the server answered {where} with {detail} (Twilio error {code})", code=1)
+    _fail(f"the server did not answer {where} with usable TwiML (Twilio error {code})", code=1)
 
 
 class _Setup:
@@ -417,7 +428,13 @@ def simulate_call(
     volunteer: str,
     volunteer_digits: str,
 ) -> None:
-    """Place a call to the hotline and print, line by line, what everyone hears."""
+    """Place a call to the hotline and print, line by line, what everyone hears.
+
+    Posts to URL/twilio/voice/incoming (URL/twilio/voice/incoming?drill=1 with --drill; the
+    query is covered by the signature, so the server can record the call as a drill), follows
+    the TwiML, and answers every volunteer leg the server dials as --answer/--no-answer/--machine
+    say. Volunteer numbers are shown by their last two digits only.
+    """
     caller_digits = parse_digits(digits)
     volunteer_keys = parse_digits(volunteer_digits)
     setup = _Setup(url, to, drill)
@@ -489,9 +506,7 @@ async def _run_call(
         click.echo(summary)
         if leg.error is not None:
             _fail(f"the simulator failed: {type(leg.error).__name__}", code=1)
-        code = _fatal(leg.alerts)
-        if code is not None:
-            _fail_on_alert(code, setup.base, VOICE_PATH)
+        _fail_on_alerts(sim.events, leg.sid, leg.alerts, setup.base, VOICE_PATH)
 
 
 @simulate.command("sms")
@@ -521,7 +536,12 @@ def simulate_sms(
     texts: tuple[str, ...],
     listen: float,
 ) -> None:
-    """Text the hotline and print the replies the caller receives."""
+    """Text the hotline and print the replies the caller receives.
+
+    Posts each --text to URL/twilio/messaging/incoming (with the signed query drill=1 when
+    --drill is given) and prints the <Message> replies, plus messages the server sends the
+    caller through the fake's REST API while --listen lasts.
+    """
     setup = _Setup(url, to, drill)
     asyncio.run(_probe(setup.base))
     fake = _start_fake(setup.settings, setup.token, twilio_port)
@@ -570,9 +590,7 @@ async def _run_sms(
                 _fail(f"no answer within {timeout:g} s", code=1)
             show_inbox(sim)
             sent_replies += len(outcome.replies)
-            code = _fatal(outcome.alerts)
-            if code is not None:
-                _fail_on_alert(code, setup.base, MESSAGING_PATH)
+            _fail_on_alerts(sim.events, outcome.sid, outcome.alerts, setup.base, MESSAGING_PATH)
         if listen:
             loop = asyncio.get_running_loop()
             until = loop.time() + listen

@@ -39,7 +39,7 @@ async def test_rotation_under_concurrent_reads_and_writes(
     async with database.sessionmaker() as session, session.begin():
         volunteer = await make_user(session, services)
         principal = principal_of(volunteer)
-        for n in range(1500):
+        for n in range(1000):
             case = await make_case(session, services, assignee=volunteer, fields={"caller_name": f"v0-{n}"})
             shadow[case.public_id] = f"v0-{n}"
     old_kek = services.material.keyring.active_kek_id
@@ -109,7 +109,7 @@ async def test_rotation_under_concurrent_reads_and_writes(
     await asyncio.gather(*workers)
     assert errors == []
     assert ops_during >= 1000, f"only {ops_during} operations ran during the rewrap"
-    assert report.new_kek and report.new_kek != old_kek and report.rewrapped >= 1500
+    assert report.new_kek and report.new_kek != old_kek and report.rewrapped >= 1000
     assert report.longest_batch_ms < 100, "a batch held the write lock too long"
     live = await live_keys_by_kek(database)
     assert set(live) == {report.new_kek} and load_key_file(key_path).keyring.active_kek_id == report.new_kek
