@@ -94,14 +94,16 @@ async def test_rotation_under_concurrent_reads_and_writes(
     workers = [asyncio.create_task(worker(seed)) for seed in range(4)]
     await asyncio.sleep(0.05)
     ops_at_start = ops
+    # Small batches with a pause (the operator's throttle) keep the rewrap running for several
+    # seconds, so the workers get well over 1,000 operations in even on a loaded machine.
     report = await rotate(
         database,
         load_key_file(key_path),
         str(key_path),
         clock,
         actor=OPERATOR,
-        batch_size=10,
-        pause_seconds=0.005,
+        batch_size=5,
+        pause_seconds=0.04,
     )
     # Stragglers wrapped under the old KEK by a worker that had not yet seen the new file.
     ops_during = ops - ops_at_start
