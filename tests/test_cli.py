@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -13,25 +12,10 @@ import httpx
 import psycopg
 import pytest
 
+from tests.support.cli import clean_environment, hotline
 from tests.support.databases import TestDatabases
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def hotline(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("HOTLINE_", "TWILIO_"))}
-    environment["PYTHONPATH"] = str(ROOT)
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], text: str) -> None:
@@ -132,8 +116,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_serve_on_the_embedded_default_answers(tmp_path: Path) -> None:
     port = _free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("HOTLINE_", "TWILIO_"))}
-    environment["PYTHONPATH"] = str(ROOT)
+    environment = clean_environment()
     server = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
         cwd=tmp_path,

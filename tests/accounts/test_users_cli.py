@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,25 +13,10 @@ from app.clock import FrozenClock
 from app.db.engine import Database
 from app.keys.models import DataKeyRecord
 from app.main import StartupError, create_app
+from tests.support.cli import hotline
 from tests.support.factories import make_services
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def hotline(
-    *args: str, env: dict[str, str], cwd: Path, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("HOTLINE_", "TWILIO_"))}
-    environment.update(env, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=environment,
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 async def count(database: Database, model: type) -> int:

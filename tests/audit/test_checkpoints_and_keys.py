@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from app.main import StartupError, create_app
 from app.settings import Settings
 from crypto.keyfile import KeyMaterial, create_key_file
 from tests.audit.conftest import Tamperer, append
+from tests.support.cli import hotline as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,19 +119,6 @@ async def test_key_file_problems_stop_startup(
     with pytest.raises(StartupError, match=expected):
         async with app.router.lifespan_context(app):
             pass
-
-
-def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("HOTLINE_", "TWILIO_"))}
-    environment.update(env, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=environment,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_keys_init_creates_a_private_file_once(tmp_path: Path) -> None:

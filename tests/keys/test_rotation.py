@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from app.keys.models import DataKeyRecord
 from app.keys.rotation import KeyOperationRefused, destroy_retired, live_keys_by_kek, rotate
 from crypto.keyfile import load_key_file
 from crypto.keyring import KekState
+from tests.support.cli import hotline as run_cli
 from tests.support.factories import make_case, make_services, make_user, principal_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,19 +156,6 @@ async def test_destroy_refuses_a_kek_that_still_wraps_live_keys(
     )
     assert destroyed == [first]
     assert load_key_file(key_path).keyring.state_of(first) is KekState.DESTROYED
-
-
-def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("HOTLINE_", "TWILIO_"))}
-    environment.update(env, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=environment,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 async def test_keys_commands(
