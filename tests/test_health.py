@@ -58,3 +58,13 @@ async def test_readyz_is_503_when_the_key_file_becomes_unsafe(
     response = await client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"] == {"database": True, "keyring": False}
+
+
+def test_the_embedded_database_file_is_private(settings: Settings, app: object, backend: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    if backend != "sqlite":
+        return  # PostgreSQL's files belong to its server
+
+    path = make_url(settings.database_url).database or ""
+    assert os.stat(path).st_mode & 0o077 == 0

@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,9 +49,12 @@ def sync_url(raw: str) -> URL:
     return url.set(drivername="sqlite" if url.get_backend_name() == "sqlite" else "postgresql+psycopg")
 
 
-def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int, path: str) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # The file holds sealed data and its metadata: owner-only, like the key file.
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o600)
         # Take transaction control away from the driver so we can issue BEGIN IMMEDIATE ourselves.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -111,5 +116,5 @@ def create_database(raw_url: str, *, sqlite_busy_timeout_ms: int = 5000, pool_si
         kwargs.update(pool_size=pool_size, max_overflow=pool_size)
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
-        _install_sqlite_hooks(engine, sqlite_busy_timeout_ms)
+        _install_sqlite_hooks(engine, sqlite_busy_timeout_ms, url.database or "")
     return Database(engine=engine, sessionmaker=async_sessionmaker(engine, expire_on_commit=False))
