@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from app.db.engine import create_database
@@ -64,7 +65,7 @@ def test_the_embedded_database_file_is_private(settings: Settings, app: object, 
     from sqlalchemy.engine import make_url
 
     if backend != "sqlite":
-        return  # PostgreSQL's files belong to its server
+        pytest.skip("PostgreSQL's files belong to its server")
 
     path = make_url(settings.database_url).database or ""
     assert os.stat(path).st_mode & 0o077 == 0
