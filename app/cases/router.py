@@ -230,7 +230,11 @@ async def reveal(
     return RevealOut(values=revealed_values, erased=erased, notes=notes_out)
 
 
-@router.patch("/{case_id}", response_model=CaseDetail, responses=NOT_FOUND)
+@router.patch(
+    "/{case_id}",
+    response_model=CaseDetail,
+    responses={**NOT_FOUND, 409: {"description": "Status move not allowed."}},
+)
 async def update_case(
     case_id: PublicId, body: CasePatch, staff: CaseWriter, db: DbSession, auth: Auth
 ) -> CaseDetail:
@@ -362,7 +366,12 @@ async def add_referral(
     )
 
 
-@router.post("/{case_id}/break-glass", response_model=BreakGlassOut, status_code=201, responses=NOT_FOUND)
+@router.post(
+    "/{case_id}/break-glass",
+    response_model=BreakGlassOut,
+    status_code=201,
+    responses={**NOT_FOUND, 401: {"description": "The TOTP code did not verify."}},
+)
 async def break_glass(
     case_id: PublicId, body: BreakGlassIn, staff: BreakGlasser, db: DbSession, auth: Auth
 ) -> BreakGlassOut:

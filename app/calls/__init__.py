@@ -1,0 +1,1 @@
+"""Call flow: voice prompts and, later, the call webhooks."""
