@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import APIRouter, FastAPI
 
-import app.audit.jobs  # noqa: F401 — registers the checkpoint job
+import app.audit.jobs
+import app.routing.jobs  # noqa: F401 — registers offer timeouts and escalations
 from app.access.broker import AccessBroker
 from app.access.router import router as break_glass_router
 from app.accounts.admin_router import router as users_router
@@ -33,13 +34,21 @@ from app.logging import configure_logging
 from app.middleware import RequestContextMiddleware
 from app.security_headers import SecurityHeadersMiddleware
 from app.settings import Settings, load_settings
+from app.volunteers.router import router as volunteers_router
 from crypto.keyfile import KeyMaterial
 
 log = logging.getLogger("hotline")
 
 
 API_PREFIX = "/api/v1"
-API_ROUTERS = (accounts_router, cases_router, break_glass_router, audit_router, users_router)
+API_ROUTERS = (
+    accounts_router,
+    cases_router,
+    break_glass_router,
+    audit_router,
+    users_router,
+    volunteers_router,
+)
 
 
 class StartupError(RuntimeError):
@@ -157,6 +166,8 @@ def create_app(
     docs = settings.docs_open
     app = FastAPI(
         title="Hotline case intake",
+        # Any JSON route can meet a body that is not JSON (or not UTF-8): a clear 400, documented.
+        responses={400: {"description": "The request body could not be parsed."}},
         version="0.1.0",
         lifespan=lifespan,
         debug=settings.debug and not settings.is_production,

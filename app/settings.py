@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     break_glass_minutes: float = Field(default=30, ge=5, le=240)
     # Sign-in attempts allowed per client address per minute (429 beyond), per process.
     login_ip_budget_per_minute: int = Field(default=30, ge=1, le=10000)
+    # Routing: offer lengths (a voice offer rings, then the whisper asks to press 1), the away
+    # period after a missed offer, and the escalation steps measured from when a contact queued.
+    voice_ring_seconds: float = Field(default=20, ge=5, le=60)
+    voice_whisper_seconds: float = Field(default=8, ge=3, le=30)
+    chat_offer_seconds: float = Field(default=30, ge=5, le=300)
+    missed_offer_away_minutes: float = Field(default=5, ge=0, le=120)
+    language_match_seconds: float = Field(default=60, ge=0, le=3600)
+    max_queue_seconds: float = Field(default=600, ge=30, le=7200)
     # Unwrapped data keys stay in memory this long (seconds); 0 disables the cache.
     data_key_cache_seconds: float = Field(default=300.0, ge=0, le=3600)
     # Access log: sign a checkpoint after this many entries or this many seconds, whichever first.

@@ -23,10 +23,22 @@ class Permission(StrEnum):
     audit_verify = "audit_verify"
     users_read = "users_read"
     users_manage = "users_manage"
+    availability = "availability"  # own presence and phone verification (volunteers take contacts)
+    schedule_read = "schedule_read"  # own shifts; all shifts with schedule_manage
+    schedule_manage = "schedule_manage"  # set anyone's shifts and date overrides
+    on_call_read = "on_call_read"  # who is on call now, with live presence
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.volunteer: frozenset({Permission.signed_in, Permission.cases_read, Permission.cases_write}),
+    Role.volunteer: frozenset(
+        {
+            Permission.signed_in,
+            Permission.cases_read,
+            Permission.cases_write,
+            Permission.availability,
+            Permission.schedule_read,
+        }
+    ),
     Role.supervisor: frozenset(
         {
             Permission.signed_in,
@@ -39,9 +51,20 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.audit_export,
             Permission.audit_verify,
             Permission.users_read,
+            Permission.schedule_read,
+            Permission.schedule_manage,
+            Permission.on_call_read,
         }
     ),
-    Role.admin: frozenset({Permission.signed_in, Permission.users_read, Permission.users_manage}),
+    Role.admin: frozenset(
+        {
+            Permission.signed_in,
+            Permission.users_read,
+            Permission.users_manage,
+            Permission.schedule_read,
+            Permission.schedule_manage,
+        }
+    ),
 }
 
 

@@ -133,6 +133,42 @@ async def bad_login(app: FastAPI, world: World, role: str) -> dict[str, Any]:
     return {"json": {"email": f"nobody-{role}@example.org", "password": "not a password", "totp": "123456"}}
 
 
+async def schedule_target(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    async with app.state.database.sessionmaker() as session, session.begin():
+        user, _ = await accounts.create_user(
+            session,
+            app.state.sealer,
+            app.state.clock,
+            actor=SETUP,
+            email=f"{new_public_id('V').lower()}@example.org",
+            name="Shift Volunteer",
+            roles="volunteer",
+        )
+    return {"user_id": user.public_id}
+
+
+def for_schedule_target(payload: dict[str, Any]) -> Build:
+    async def build(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+        return await schedule_target(app, world, role) | {"json": payload}
+
+    return build
+
+
+async def override_of_target(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    from datetime import date
+
+    from app.volunteers import service as volunteers
+    from app.volunteers.models import OverrideKind
+
+    target = await schedule_target(app, world, role)
+    async with app.state.database.sessionmaker() as session, session.begin():
+        user = (await session.scalars(select(User).where(User.public_id == target["user_id"]))).one()
+        override = await volunteers.add_override(
+            session, app.state.clock, user, on_date=date(2026, 12, 24), kind=OverrideKind.off, actor=SETUP
+        )
+    return target | {"override_id": override.public_id}
+
+
 BAD_TOKEN = {"token": "x" * 43}
 
 MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
@@ -190,6 +226,31 @@ MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
     ("POST", "/api/v1/users/{user_id}/clear-sign-in-block"): (
         fresh_target_user,
         expect(401, 403, 403, 200, 200, 200),
+    ),
+    ("GET", "/api/v1/me/availability"): (nothing, expect(401, 200, 200, 403, 403, 403)),
+    ("PUT", "/api/v1/me/availability"): (
+        body({"state": "available", "voice_capacity": 0}),
+        expect(401, 200, 200, 403, 403, 403),
+    ),
+    # Matrix volunteers have no phone on file: the start is refused after the permission check.
+    ("POST", "/api/v1/me/phone-verification"): (nothing, expect(401, 422, 422, 403, 403, 403)),
+    ("POST", "/api/v1/me/phone-verification/confirm"): (
+        body({"code": "123456"}),
+        expect(401, 422, 422, 403, 403, 403),
+    ),
+    ("GET", "/api/v1/schedule"): (nothing, expect(401, 200, 200, 200, 200, 200)),
+    ("GET", "/api/v1/schedule/on-call"): (nothing, expect(401, 403, 403, 200, 200, 403)),
+    ("PUT", "/api/v1/schedule/{user_id}"): (
+        for_schedule_target({"shifts": [{"weekday": "sat", "start": "22:00", "duration_minutes": 480}]}),
+        expect(401, 403, 403, 200, 200, 200),
+    ),
+    ("POST", "/api/v1/schedule/{user_id}/overrides"): (
+        for_schedule_target({"date": "2026-12-24", "kind": "off"}),
+        expect(401, 403, 403, 201, 201, 201),
+    ),
+    ("DELETE", "/api/v1/schedule/{user_id}/overrides/{override_id}"): (
+        override_of_target,
+        expect(401, 403, 403, 204, 204, 204),
     ),
     ("GET", "/openapi.json"): (nothing, expect(200, 200, 200, 200, 200, 200)),
     ("GET", "/docs"): (nothing, expect(200, 200, 200, 200, 200, 200)),
@@ -320,6 +381,7 @@ async def test_authorization_matrix(app: FastAPI, client: httpx.AsyncClient) -> 
                 case_id=world.case,
                 user_id=request.get("user_id", "U-2222-2222"),
                 grant_id=request.get("grant_id", "BG-2222-2222"),
+                override_id=request.get("override_id", "SO-2222-2222"),
             )
             response = await http.request(method, path, json=request.get("json"), headers=headers)
             if response.status_code != expected[role]:

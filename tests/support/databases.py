@@ -7,6 +7,7 @@ uniquely named databases and drops them at the end), otherwise SQLite files in a
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import shutil
 import uuid
@@ -78,7 +79,9 @@ class TestDatabases:
                 finally:
                     await database.dispose()
 
-            asyncio.run(run())
+            # A thread of its own: this may be first needed from inside a running event loop.
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                pool.submit(asyncio.run, run()).result()
             self.template = self.created[-1]
         return self.url_for(self.template)
 
