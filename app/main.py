@@ -36,6 +36,7 @@ from app.security_headers import SecurityHeadersMiddleware
 from app.settings import Settings, load_settings
 from app.volunteers.router import router as volunteers_router
 from crypto.keyfile import KeyMaterial
+from telephony.rest import TwilioRestClient
 
 log = logging.getLogger("hotline")
 
@@ -98,6 +99,26 @@ async def open_keys(settings: Settings, database: Database, clock: Clock) -> Key
     return keys
 
 
+def twilio_client(settings: Settings) -> TwilioRestClient | None:
+    """The REST client the jobs runner uses, when Twilio credentials are configured."""
+    if not settings.twilio_account_sid:
+        return None
+    if settings.twilio_api_key and settings.twilio_api_secret:
+        return TwilioRestClient(
+            settings.twilio_account_sid,
+            api_key=settings.twilio_api_key,
+            api_secret=settings.twilio_api_secret.get_secret_value(),
+            api_base_url=settings.twilio_api_url,
+        )
+    if settings.twilio_auth_token:
+        return TwilioRestClient(
+            settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token.get_secret_value(),
+            api_base_url=settings.twilio_api_url,
+        )
+    return None
+
+
 def key_file_readiness(path: str) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         try:
@@ -136,6 +157,9 @@ def create_app(
         app.state.broker = AccessBroker(sealer, clock)
         app.state.services.update(keys=keystore, sealer=sealer, broker=app.state.broker)
         app.state.auth = AuthService(settings, clock, keystore, sealer, app.state.broker)
+        telephony = twilio_client(settings)
+        if telephony is not None:
+            app.state.services["telephony"] = telephony
         app.state.readiness_checks["keyring"] = key_file_readiness(settings.keyring_file)
         stop = asyncio.Event()
         runner_task: asyncio.Task[None] | None = None
@@ -159,6 +183,8 @@ def create_app(
                     await asyncio.wait_for(runner_task, timeout=10)
                 except TimeoutError:
                     runner_task.cancel()
+            if telephony is not None:
+                await telephony.aclose()
             if owns_database:
                 await database.dispose()
             log.info("service stopped")
