@@ -93,4 +93,10 @@ ALLOWED_PLAINTEXT: dict[tuple[str, str], str] = {
     ("routing_offers", "channel"): _ID,
     ("routing_offers", "state"): _ID,
     ("routing_seats", "channel"): _ID,
+    ("calls", "call_sid_hash"): _HASH,
+    ("calls", "language"): _ID,
+    ("calls", "state"): _ID,
+    ("call_webhook_replies", "call_sid_hash"): _HASH,
+    ("call_webhook_replies", "step"): _ID,
+    ("call_webhook_replies", "discriminator"): "an attempt counter or Twilio's QueueTime/SequenceNumber",
 }

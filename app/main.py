@@ -8,8 +8,10 @@ import logging
 import os
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
 
 import app.audit.jobs
 import app.routing.jobs  # noqa: F401 — registers offer timeouts and escalations
@@ -20,6 +22,7 @@ from app.accounts.auth import AuthService
 from app.accounts.router import router as accounts_router
 from app.audit import service as audit
 from app.audit.router import router as audit_router
+from app.calls.router import install as install_voice_webhooks
 from app.cases.router import router as cases_router
 from app.clock import Clock, SystemClock
 from app.db import migrate
@@ -214,6 +217,9 @@ def create_app(
     for router in API_ROUTERS:
         api.include_router(router)
     app.include_router(api)
+    install_voice_webhooks(app)
+    static = Path(__file__).parent / "static"
+    app.mount("/static", StaticFiles(directory=static), name="static")
     return app
 
 

@@ -32,6 +32,7 @@ class Purpose(StrEnum):
     code_word_check = "code_word_check"
     twilio_cleanup = "twilio_cleanup"
     sign_in = "sign_in"
+    webhook_replay = "webhook_replay"
 
 
 STAFF_PURPOSES = frozenset(
@@ -53,6 +54,7 @@ SYSTEM_FIELDS: dict[Purpose, frozenset[str]] = {
     Purpose.code_word_check: frozenset({"case.code_word"}),
     Purpose.twilio_cleanup: frozenset({"contact.twilio_sid"}),
     Purpose.sign_in: frozenset({"user.totp_secret"}),
+    Purpose.webhook_replay: frozenset({"call_webhook.reply"}),
 }
 
 

@@ -1,0 +1,282 @@
+"""The voice webhooks. Rule one: never drop a caller.
+
+Every handler does its database work under a 1.5 s deadline in its own transaction, committed
+before the answer is built; anything that goes wrong inside (database down, locked, slow, a bug)
+is answered with static overflow TwiML in the caller's language, so Twilio always gets valid
+TwiML well inside its 15 s limit. `/twilio/voice/fallback` (the number's Fallback URL) serves
+the same static TwiML without touching the database at all.
+
+Replays are answered from the stored reply, byte for byte: the key is the CallSid (as a keyed
+hash), the flow step and a discriminator — the attempt counter we put in our own action URLs.
+No URL we hand to Twilio carries a phone number or anything personal.
+
+Flow so far: greeting and language menu → emergency question → (routing into the queue lands
+with the routing & voice issue; until then every call is connected to the overflow line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.access.policy import Principal, Purpose
+from app.calls import prompts
+from app.calls.models import Call, WebhookReply
+from app.settings import Settings
+from app.webhooks.deps import InvalidWebhookPayload, TwilioSignature, twilio_webhook, webhook_context
+from telephony import twiml
+from telephony.payloads import GatherResult, IncomingCall
+
+log = logging.getLogger("hotline.calls")
+signed = APIRouter(
+    prefix="/twilio/voice", tags=["twilio"], include_in_schema=False, dependencies=[TwilioSignature]
+)
+DEADLINE_SECONDS = 1.5
+MENU_LANGUAGES = prompts.CATALOGUE_LANGUAGES
+DEFAULT_LANGUAGE = "en"
+MAX_MENU_ATTEMPTS = 3
+REPLAYER = Principal.system("webhook-replay")
+TWIML = "application/xml"
+
+
+def twiml_response(xml: str) -> Response:
+    return Response(content=xml, media_type=TWIML)
+
+
+def static_overflow(settings: Settings, language: str | None) -> str:
+    """What a caller hears when nothing else can run: no database, no state, no I/O."""
+    spoken = [language] if language in MENU_LANGUAGES else ["en", "es"]
+    url = settings.public_url
+    return twiml.overflow_fallback(
+        [prompts.resolve("unavailable", code, public_url=url) for code in spoken],
+        overflow_number=settings.overflow_number,
+        caller_id=settings.twilio_number,
+        connecting=[prompts.resolve("overflow_connecting", code, public_url=url) for code in spoken],
+    )
+
+
+def step_url(settings: Settings, step: str, attempt: int) -> str:
+    return f"{settings.public_url}/twilio/voice/{step}?attempt={attempt}"
+
+
+async def _stored_reply(
+    session: AsyncSession, request: Request, sid_hash: str, step: str, disc: str
+) -> str | None:
+    row = await session.scalar(
+        select(WebhookReply).where(
+            WebhookReply.call_sid_hash == sid_hash,
+            WebhookReply.step == step,
+            WebhookReply.discriminator == disc,
+        )
+    )
+    if row is None:
+        return None
+    return await request.app.state.broker.reveal_for_system(
+        session,
+        REPLAYER,
+        row,
+        "reply",
+        purpose=Purpose.webhook_replay,
+        object_type="call_webhook",
+        object_id=step,
+    )
+
+
+Work = Callable[[AsyncSession, Call | None], Awaitable[str]]
+
+
+# Work abandoned at the deadline, kept referenced until it has unwound (its cleanup may wait on a
+# locked database long after the caller got their answer).
+_stragglers: set[asyncio.Task[str]] = set()
+
+
+async def answer(
+    request: Request, *, call_sid: str, step: str, discriminator: str, work: Work, language: str | None = None
+) -> Response:
+    """Run `work` under the deadline, store its TwiML for replays, or fall back to static TwiML.
+
+    The work runs as its own task: at the deadline the caller is answered at once, and the task is
+    cancelled and left to unwind in the background (a rollback can itself wait on a lock).
+    """
+    settings: Settings = request.app.state.settings
+    task = asyncio.create_task(
+        _answer(request, call_sid=call_sid, step=step, discriminator=discriminator, work=work)
+    )
+    done, _pending = await asyncio.wait({task}, timeout=DEADLINE_SECONDS)
+    if task in done and task.exception() is None:
+        return twiml_response(task.result())
+    if task in done:
+        error = type(task.exception()).__name__
+    else:
+        error = "DeadlineExceeded"
+        task.cancel()
+        _stragglers.add(task)
+        task.add_done_callback(_stragglers.discard)
+    log.error(
+        "voice webhook fell back to static TwiML",
+        extra={"step": step, "error": error},
+        exc_info=task.exception() if task in done else None,
+    )
+    return twiml_response(static_overflow(settings, language))
+
+
+async def _answer(request: Request, *, call_sid: str, step: str, discriminator: str, work: Work) -> str:
+    keys = request.app.state.keys
+    sealer = request.app.state.sealer
+    clock = request.app.state.clock
+    sid_hash = keys.material.keyed_hasher().hash("twilio.sid", call_sid.encode()).hex()
+    async with request.app.state.database.sessionmaker() as session:
+        stored = await _stored_reply(session, request, sid_hash, step, discriminator)
+        if stored is not None:
+            await session.commit()
+            return stored
+        try:
+            call = await session.scalar(select(Call).where(Call.call_sid_hash == sid_hash))
+            xml = await work(session, call)
+            reply = WebhookReply(
+                call_sid_hash=sid_hash, step=step, discriminator=discriminator, created_at=clock.now()
+            )
+            await sealer.seal(session, reply, "reply", xml)
+            session.add(reply)
+            await session.commit()
+            return xml
+        except IntegrityError:
+            # A concurrent delivery of the same webhook won the race: answer what it answered.
+            await session.rollback()
+            stored = await _stored_reply(session, request, sid_hash, step, discriminator)
+            await session.commit()
+            if stored is None:
+                raise
+            return stored
+
+
+@signed.post("/incoming")
+async def incoming(
+    request: Request, event: Annotated[IncomingCall, twilio_webhook(IncomingCall)]
+) -> Response:
+    """The number's Voice URL: one row with the sealed number, then greeting and language menu."""
+    settings: Settings = request.app.state.settings
+    drill = webhook_context(request).drill
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        if call is None:
+            now = request.app.state.clock.now()
+            hasher = request.app.state.keys.material.keyed_hasher()
+            call = Call(
+                call_sid_hash=hasher.hash("twilio.sid", event.call_sid.encode()).hex(),
+                drill=drill,
+                created_at=now,
+                updated_at=now,
+            )
+            await request.app.state.sealer.seal(session, call, "from_number", event.from_ or None)
+            session.add(call)
+        return menu(settings, attempt=1)
+
+    return await answer(request, call_sid=event.call_sid, step="incoming", discriminator="", work=work)
+
+
+def menu(settings: Settings, *, attempt: int) -> str:
+    url = settings.public_url
+    # The greeting in the two most common languages; the menu then names every language in itself.
+    before = (
+        [prompts.resolve("greeting", code, public_url=url) for code in ("en", "es")] if attempt == 1 else []
+    )
+    return twiml.language_menu(
+        [*before, *prompts.menu_prompts(MENU_LANGUAGES, public_url=url)],
+        action_url=step_url(settings, "language", attempt),
+        no_input_url=step_url(settings, "language", attempt),
+    )
+
+
+@signed.post("/language")
+async def language(
+    request: Request,
+    event: Annotated[GatherResult, twilio_webhook(GatherResult)],
+    attempt: Annotated[int, Query(ge=1, le=10)] = 1,
+) -> Response:
+    """The language key (or none): emergency question in that language, or the menu again."""
+    settings: Settings = request.app.state.settings
+    chosen = prompts.language_for_digit(event.digits or "", MENU_LANGUAGES)
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        code = chosen
+        if code is None and attempt < MAX_MENU_ATTEMPTS:
+            return menu(settings, attempt=attempt + 1)
+        code = code or DEFAULT_LANGUAGE
+        if call is not None:
+            call.language = code
+            call.state = "emergency_ask"
+            call.updated_at = request.app.state.clock.now()
+        return twiml.emergency_option(
+            [prompts.resolve("emergency_option", code, public_url=settings.public_url)],
+            action_url=f"{settings.public_url}/twilio/voice/emergency?attempt=1&language={code}",
+            no_input_url=f"{settings.public_url}/twilio/voice/emergency?attempt=1&language={code}",
+        )
+
+    return await answer(
+        request,
+        call_sid=event.call_sid,
+        step="language",
+        discriminator=str(attempt),
+        work=work,
+        language=chosen,
+    )
+
+
+@signed.post("/emergency")
+async def emergency(
+    request: Request,
+    event: Annotated[GatherResult, twilio_webhook(GatherResult)],
+    attempt: Annotated[int, Query(ge=1, le=10)] = 1,
+    language: Annotated[str, Query(pattern=r"^[a-z]{2,3}$")] = DEFAULT_LANGUAGE,
+) -> Response:
+    """Press 9 if someone is being detained right now. Until queueing lands: the overflow line."""
+    settings: Settings = request.app.state.settings
+    code = language if language in MENU_LANGUAGES else DEFAULT_LANGUAGE
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        if call is not None:
+            call.emergency = (event.digits or "") == "9"
+            call.state = "overflow"
+            call.updated_at = request.app.state.clock.now()
+        return static_overflow(settings, code)
+
+    return await answer(
+        request,
+        call_sid=event.call_sid,
+        step="emergency",
+        discriminator=str(attempt),
+        work=work,
+        language=code,
+    )
+
+
+@signed.post("/fallback")
+async def fallback(request: Request) -> Response:
+    """The number's Fallback URL (ideally on a second host): static TwiML and no database at all.
+    The signature is still checked (it needs only the auth token from the settings)."""
+    return twiml_response(static_overflow(request.app.state.settings, None))
+
+
+def install(app: Any) -> None:
+    """Mount the voice webhooks and answer a signed but malformed voice payload with TwiML."""
+    app.include_router(signed)
+
+    previous = app.exception_handlers.get(InvalidWebhookPayload)
+
+    async def malformed(request: Request, exc: InvalidWebhookPayload) -> Response:
+        if request.url.path.startswith("/twilio/voice/"):
+            return twiml_response(static_overflow(request.app.state.settings, None))
+        if previous is not None:
+            return await previous(request, exc)
+        raise exc
+
+    app.add_exception_handler(InvalidWebhookPayload, malformed)

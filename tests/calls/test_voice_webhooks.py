@@ -1,0 +1,190 @@
+"""The voice entry webhooks: signed like Twilio, deduplicated, and never without TwiML."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from app.calls.models import Call, WebhookReply
+from app.db.engine import create_database
+from app.settings import Settings
+from telephony.signature import sign
+from telephony.twiml import check_context
+from tests.support.canary import CanaryScan, LogCapture
+
+BASE = "https://hotline.test"
+CALLER = "+12025550147"
+
+
+def call_params(call_sid: str, **extra: str) -> dict[str, str]:
+    return {
+        "CallSid": call_sid,
+        "AccountSid": "AC" + "0" * 32,
+        "From": CALLER,
+        "To": "+15005550006",
+        "CallStatus": "ringing",
+        "Direction": "inbound",
+        "ApiVersion": "2010-04-01",
+        **extra,
+    }
+
+
+async def post(
+    client: httpx.AsyncClient, settings: Settings, path: str, params: dict[str, str]
+) -> httpx.Response:
+    url = BASE + path
+    token = settings.twilio_auth_tokens()[0]
+    return await client.post(path, data=params, headers={"X-Twilio-Signature": sign(url, params, token)})
+
+
+def new_sid() -> str:
+    return "CA" + uuid.uuid4().hex
+
+
+def verbs(xml: str) -> list[str]:
+    return [element.tag for element in ET.fromstring(xml).iter()][1:]
+
+
+async def rows(app: FastAPI, model: type) -> int:
+    async with app.state.database.sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def test_incoming_call_gets_the_language_menu_and_a_sealed_row(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    response = await post(client, settings, "/twilio/voice/incoming", call_params(new_sid()))
+    assert response.status_code == 200 and response.headers["content-type"].startswith("application/xml")
+    check_context(response.text, "voice")
+    gather = ET.fromstring(response.text).find("Gather")
+    assert gather is not None and gather.get("action") == f"{BASE}/twilio/voice/language?attempt=1"
+    assert CALLER not in response.text and CALLER[1:] not in response.text
+    async with app.state.database.sessionmaker() as session:
+        call = (await session.scalars(select(Call))).one()
+    assert call.from_number is not None and CALLER.encode() not in call.from_number.blob
+
+
+async def test_language_emergency_and_overflow(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    sid = new_sid()
+    await post(client, settings, "/twilio/voice/incoming", call_params(sid))
+    spanish = await post(client, settings, "/twilio/voice/language?attempt=1", call_params(sid, Digits="2"))
+    check_context(spanish.text, "voice")
+    assert "language=es" in spanish.text and "es-" in spanish.text
+    urgent = await post(
+        client, settings, "/twilio/voice/emergency?attempt=1&language=es", call_params(sid, Digits="9")
+    )
+    check_context(urgent.text, "voice")
+    assert "Dial" in verbs(urgent.text) and settings.overflow_number in urgent.text
+    async with app.state.database.sessionmaker() as session:
+        call = (await session.scalars(select(Call))).one()
+    assert (call.language, call.emergency, call.state) == ("es", True, "overflow")
+
+
+async def test_no_key_replays_the_menu_then_defaults_to_english(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    sid = new_sid()
+    await post(client, settings, "/twilio/voice/incoming", call_params(sid))
+    again = await post(client, settings, "/twilio/voice/language?attempt=1", call_params(sid))
+    assert "attempt=2" in again.text and "Gather" in verbs(again.text)
+    await post(client, settings, "/twilio/voice/language?attempt=2", call_params(sid))
+    last = await post(client, settings, "/twilio/voice/language?attempt=3", call_params(sid))
+    assert "language=en" in last.text
+
+
+async def test_replays_get_the_same_bytes_and_create_one_row(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    sid = new_sid()
+    responses = await asyncio.gather(
+        *[post(client, settings, "/twilio/voice/incoming", call_params(sid)) for _ in range(5)]
+    )
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.content for r in responses}) == 1
+    later = await post(client, settings, "/twilio/voice/incoming", call_params(sid))
+    assert later.content == responses[0].content
+    assert await rows(app, Call) == 1 and await rows(app, WebhookReply) == 1
+
+
+async def test_bad_signature_is_refused_with_no_side_effects(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    params = call_params(new_sid())
+    forged = await client.post("/twilio/voice/incoming", data=params, headers={"X-Twilio-Signature": "AAAA"})
+    missing = await client.post("/twilio/voice/incoming", data=params)
+    assert forged.status_code == missing.status_code == 403
+    assert await rows(app, Call) == 0
+
+
+async def test_malformed_signed_payload_still_gets_twiml(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    response = await post(
+        client, settings, "/twilio/voice/incoming", {"From": CALLER, "CallSid": "not-a-sid"}
+    )
+    assert response.status_code == 200
+    check_context(response.text, "voice")
+    assert "Hangup" in verbs(response.text)
+
+
+async def test_database_down_still_answers_in_time(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    working = app.state.database
+    app.state.database = create_database("postgresql://nobody@127.0.0.1:1/none")
+    try:
+        started = time.monotonic()
+        response = await post(client, settings, "/twilio/voice/incoming", call_params(new_sid()))
+        elapsed = time.monotonic() - started
+        fallback = await post(client, settings, "/twilio/voice/fallback", call_params(new_sid()))
+    finally:
+        await app.state.database.dispose()
+        app.state.database = working
+    assert response.status_code == 200 and elapsed < 2.0
+    assert settings.overflow_number in response.text and "Dial" in verbs(response.text)
+    assert fallback.status_code == 200 and fallback.text == response.text
+
+
+async def test_database_locked_answers_within_the_deadline(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings, backend: str
+) -> None:
+    if backend != "sqlite":
+        pytest.skip("holding SQLite's write lock from outside")
+    path = make_url(settings.database_url).database or ""
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        response = await post(client, settings, "/twilio/voice/incoming", call_params(new_sid()))
+        elapsed = time.monotonic() - started
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert response.status_code == 200 and 1.4 <= elapsed < 2.0
+    assert "Dial" in verbs(response.text)
+
+
+async def test_voice_webhooks_leak_no_plaintext(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings, captured_logs: LogCapture
+) -> None:
+    scan = CanaryScan(app.state.database, captured_logs)
+    params: dict[str, Any] = call_params(new_sid())
+    params["From"] = scan.canaries.phone(0)
+    responses = [await post(client, settings, "/twilio/voice/incoming", params)]
+    responses.append(
+        await post(client, settings, "/twilio/voice/language?attempt=1", {**params, "Digits": "1"})
+    )
+    scan.responses = [r.content for r in responses]
+    assert await scan.hits() == []
