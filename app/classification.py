@@ -96,6 +96,7 @@ ALLOWED_PLAINTEXT: dict[tuple[str, str], str] = {
     ("calls", "call_sid_hash"): _HASH,
     ("calls", "language"): _ID,
     ("calls", "state"): _ID,
+    ("calls", "queue_sid"): "a Twilio queue resource id (QU…), not about any person",
     ("call_webhook_replies", "call_sid_hash"): _HASH,
     ("call_webhook_replies", "step"): _ID,
     ("call_webhook_replies", "discriminator"): "an attempt counter or Twilio's QueueTime/SequenceNumber",

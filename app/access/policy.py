@@ -33,6 +33,7 @@ class Purpose(StrEnum):
     twilio_cleanup = "twilio_cleanup"
     sign_in = "sign_in"
     webhook_replay = "webhook_replay"
+    call_control = "call_control"
 
 
 STAFF_PURPOSES = frozenset(
@@ -55,6 +56,7 @@ SYSTEM_FIELDS: dict[Purpose, frozenset[str]] = {
     Purpose.twilio_cleanup: frozenset({"contact.twilio_sid"}),
     Purpose.sign_in: frozenset({"user.totp_secret"}),
     Purpose.webhook_replay: frozenset({"call_webhook.reply"}),
+    Purpose.call_control: frozenset({"contact.twilio_sid"}),
 }
 
 

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
-from sqlalchemy import String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, UUIDPrimaryKey
@@ -21,6 +22,11 @@ class Call(UUIDPrimaryKey, Base):
     emergency: Mapped[bool] = mapped_column(default=False)
     drill: Mapped[bool] = mapped_column(default=False)
     state: Mapped[str] = mapped_column(String(16), default="menu")
+    case_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("cases.id"))
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("contacts.id"))
+    task_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("routing_tasks.id"))
+    # Twilio's queue resource id (from the waitUrl), needed to dequeue this caller by CallSid.
+    queue_sid: Mapped[str | None] = mapped_column(String(34))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -28,12 +28,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.policy import Principal, Purpose
-from app.calls import prompts
+from app.calls import flow, prompts
 from app.calls.models import Call, WebhookReply
 from app.settings import Settings
 from app.webhooks.deps import InvalidWebhookPayload, TwilioSignature, twilio_webhook, webhook_context
 from telephony import twiml
-from telephony.payloads import GatherResult, IncomingCall
+from telephony.payloads import (
+    CallRequest,
+    CallStatusCallback,
+    GatherResult,
+    IncomingCall,
+    QueueExit,
+    QueueWait,
+)
 
 log = logging.getLogger("hotline.calls")
 signed = APIRouter(
@@ -99,7 +106,14 @@ _stragglers: set[asyncio.Task[str]] = set()
 
 
 async def answer(
-    request: Request, *, call_sid: str, step: str, discriminator: str, work: Work, language: str | None = None
+    request: Request,
+    *,
+    call_sid: str,
+    step: str,
+    discriminator: str,
+    work: Work,
+    language: str | None = None,
+    store: bool = True,
 ) -> Response:
     """Run `work` under the deadline, store its TwiML for replays, or fall back to static TwiML.
 
@@ -108,7 +122,7 @@ async def answer(
     """
     settings: Settings = request.app.state.settings
     task = asyncio.create_task(
-        _answer(request, call_sid=call_sid, step=step, discriminator=discriminator, work=work)
+        _answer(request, call_sid=call_sid, step=step, discriminator=discriminator, work=work, store=store)
     )
     done, _pending = await asyncio.wait({task}, timeout=DEADLINE_SECONDS)
     if task in done and task.exception() is None:
@@ -128,24 +142,27 @@ async def answer(
     return twiml_response(static_overflow(settings, language))
 
 
-async def _answer(request: Request, *, call_sid: str, step: str, discriminator: str, work: Work) -> str:
+async def _answer(
+    request: Request, *, call_sid: str, step: str, discriminator: str, work: Work, store: bool = True
+) -> str:
     keys = request.app.state.keys
     sealer = request.app.state.sealer
     clock = request.app.state.clock
     sid_hash = keys.material.keyed_hasher().hash("twilio.sid", call_sid.encode()).hex()
     async with request.app.state.database.sessionmaker() as session:
-        stored = await _stored_reply(session, request, sid_hash, step, discriminator)
+        stored = await _stored_reply(session, request, sid_hash, step, discriminator) if store else None
         if stored is not None:
             await session.commit()
             return stored
         try:
             call = await session.scalar(select(Call).where(Call.call_sid_hash == sid_hash))
             xml = await work(session, call)
-            reply = WebhookReply(
-                call_sid_hash=sid_hash, step=step, discriminator=discriminator, created_at=clock.now()
-            )
-            await sealer.seal(session, reply, "reply", xml)
-            session.add(reply)
+            if store:
+                reply = WebhookReply(
+                    call_sid_hash=sid_hash, step=step, discriminator=discriminator, created_at=clock.now()
+                )
+                await sealer.seal(session, reply, "reply", xml)
+                session.add(reply)
             await session.commit()
             return xml
         except IntegrityError:
@@ -238,16 +255,29 @@ async def emergency(
     attempt: Annotated[int, Query(ge=1, le=10)] = 1,
     language: Annotated[str, Query(pattern=r"^[a-z]{2,3}$")] = DEFAULT_LANGUAGE,
 ) -> Response:
-    """Press 9 if someone is being detained right now. Until queueing lands: the overflow line."""
+    """Press 9 if someone is being detained right now → caller matched, case and task created,
+    the caller queued with our own hold content, the best volunteer rung (a job)."""
     settings: Settings = request.app.state.settings
     code = language if language in MENU_LANGUAGES else DEFAULT_LANGUAGE
+    urgent = (event.digits or "") == "9"
 
     async def work(session: AsyncSession, call: Call | None) -> str:
-        if call is not None:
-            call.emergency = (event.digits or "") == "9"
-            call.state = "overflow"
-            call.updated_at = request.app.state.clock.now()
-        return static_overflow(settings, code)
+        if call is None:
+            raise LookupError("no call row for this CallSid")
+        task = await flow.start_contact(
+            request.app,
+            session,
+            call,
+            language=code,
+            emergency=urgent,
+            call_sid=event.call_sid,
+            from_number=event.from_ or None,
+        )
+        return twiml.enqueue(
+            flow.QUEUE_NAME,
+            wait_url=f"{settings.public_url}/twilio/voice/wait?task={task.public_id}",
+            action_url=f"{settings.public_url}/twilio/voice/queue-exit?task={task.public_id}",
+        )
 
     return await answer(
         request,
@@ -257,6 +287,194 @@ async def emergency(
         work=work,
         language=code,
     )
+
+
+@signed.post("/wait")
+async def wait(
+    request: Request,
+    event: Annotated[QueueWait, twilio_webhook(QueueWait)],
+    task: Annotated[str, Query(pattern=r"^TK-[0-9A-Z]{4}-[0-9A-Z]{4}$")],
+) -> Response:
+    """The waitUrl, polled while the caller holds: fresh content each time (our position), or
+    `<Leave/>` once the task has escalated to overflow."""
+    settings: Settings = request.app.state.settings
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        found = await flow.task_by_public_id(session, task)
+        if call is not None and event.queue_sid and call.queue_sid != event.queue_sid:
+            call.queue_sid = event.queue_sid
+        if found is None or found.escalation_step >= 2 or found.state in ("abandoned", "overflowed"):
+            return twiml.leave()
+        position = await flow.queue_position(session, found)
+        return twiml.hold(
+            [
+                prompts.resolve(
+                    "hold_position", found.language, public_url=settings.public_url, position=position
+                )
+            ],
+            pause_seconds=8,
+        )
+
+    return await answer(
+        request,
+        call_sid=event.call_sid,
+        step="wait",
+        discriminator=str(event.queue_time or 0),
+        work=work,
+        store=False,
+    )
+
+
+@signed.post("/queue-exit")
+async def queue_exit(
+    request: Request,
+    event: Annotated[QueueExit, twilio_webhook(QueueExit)],
+    task: Annotated[str, Query(pattern=r"^TK-[0-9A-Z]{4}-[0-9A-Z]{4}$")],
+) -> Response:
+    """The Enqueue action: the caller left the queue. Hung up → abandoned; left (overflow) or
+    queue trouble → the overflow line; bridged/redirected (dequeued to a volunteer) → nothing."""
+    settings: Settings = request.app.state.settings
+    result = event.queue_result
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        found = await flow.task_by_public_id(session, task)
+        language = found.language if found else DEFAULT_LANGUAGE
+        if result in ("bridged", "redirected", "redirected-from-bridged"):
+            return twiml.empty_response()
+        if found is not None:
+            await flow.end_task(
+                request.app, session, found, "abandoned" if result == "hangup" else "overflowed"
+            )
+        if result == "hangup":
+            return twiml.empty_response()
+        return static_overflow(settings, language)
+
+    return await answer(
+        request, call_sid=event.call_sid, step="queue-exit", discriminator=result or "", work=work
+    )
+
+
+@signed.post("/whisper")
+async def whisper(
+    request: Request,
+    event: Annotated[CallRequest, twilio_webhook(CallRequest)],
+    offer: Annotated[str, Query(pattern=r"^OF-[0-9A-Z]{4}-[0-9A-Z]{4}$")],
+) -> Response:
+    """The volunteer's leg answered: tell them what it is; only pressing 1 accepts (a voicemail
+    box never presses 1, so it never takes the call)."""
+    settings: Settings = request.app.state.settings
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        details = await flow.offer_details(session, offer)
+        if details is None:
+            return twiml.hangup()
+        found, volunteer_language = details
+        return twiml.whisper(
+            [
+                prompts.resolve(
+                    "whisper",
+                    volunteer_language,
+                    public_url=settings.public_url,
+                    channel="call",
+                    caller_language=found.language,
+                    emergency=found.emergency,
+                )
+            ],
+            action_url=f"{settings.public_url}/twilio/voice/whisper-answer?offer={offer}",
+        )
+
+    return await answer(request, call_sid=event.call_sid, step="whisper", discriminator=offer, work=work)
+
+
+@signed.post("/whisper-answer")
+async def whisper_answer(
+    request: Request,
+    event: Annotated[GatherResult, twilio_webhook(GatherResult)],
+    offer: Annotated[str, Query(pattern=r"^OF-[0-9A-Z]{4}-[0-9A-Z]{4}$")],
+) -> Response:
+    """1 → accepted: the caller is dequeued into the task's conference, which this leg joins."""
+    settings: Settings = request.app.state.settings
+    pressed = (event.digits or "") == "1"
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        accepted = await flow.answer_offer(request.app, session, offer, accept=pressed)
+        if accepted is None:
+            return twiml.hangup()
+        return twiml.dial_conference(
+            accepted.public_id,
+            status_callback_url=f"{settings.public_url}/twilio/voice/conference?task={accepted.public_id}",
+            end_conference_on_exit=True,
+        )
+
+    return await answer(
+        request, call_sid=event.call_sid, step="whisper-answer", discriminator=offer, work=work
+    )
+
+
+@signed.post("/connect")
+async def connect(
+    request: Request,
+    event: Annotated[CallRequest, twilio_webhook(CallRequest)],
+    task: Annotated[str, Query(pattern=r"^TK-[0-9A-Z]{4}-[0-9A-Z]{4}$")],
+) -> Response:
+    """The dequeued caller joins the task's conference, where the volunteer is waiting."""
+    settings: Settings = request.app.state.settings
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        return twiml.dial_conference(
+            task,
+            status_callback_url=f"{settings.public_url}/twilio/voice/conference?task={task}",
+            end_conference_on_exit=True,
+        )
+
+    return await answer(request, call_sid=event.call_sid, step="connect", discriminator=task, work=work)
+
+
+@signed.post("/leg-status")
+async def leg_status(
+    request: Request,
+    event: Annotated[CallStatusCallback, twilio_webhook(CallStatusCallback)],
+    offer: Annotated[str, Query(pattern=r"^OF-[0-9A-Z]{4}-[0-9A-Z]{4}$")],
+) -> Response:
+    """Status of a volunteer leg: not answered, busy or failed before accepting → next volunteer."""
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        await flow.volunteer_leg_ended(request.app, session, offer, event.call_status)
+        return twiml.empty_response()
+
+    return await answer(
+        request,
+        call_sid=event.call_sid,
+        step="leg-status",
+        discriminator=str(event.sequence_number or event.call_status),
+        work=work,
+    )
+
+
+@signed.post("/status")
+async def status(
+    request: Request, event: Annotated[CallStatusCallback, twilio_webhook(CallStatusCallback)]
+) -> Response:
+    """The number's status callback: a finished caller ends their task (abandoned if still queued)."""
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        if call is not None and event.call_status in ("completed", "busy", "failed", "no-answer", "canceled"):
+            await flow.caller_hung_up(request.app, session, call)
+        return twiml.empty_response()
+
+    return await answer(
+        request,
+        call_sid=event.call_sid,
+        step="status",
+        discriminator=str(event.sequence_number or event.call_status),
+        work=work,
+    )
+
+
+@signed.post("/conference")
+async def conference(request: Request) -> Response:
+    """Conference events (join/leave); the task ends with the caller's own status callback."""
+    return twiml_response(twiml.empty_response())
 
 
 @signed.post("/fallback")

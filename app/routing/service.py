@@ -200,6 +200,16 @@ async def route(session: AsyncSession, clock: Clock, times: RoutingTimes, task: 
             run_at=offer.expires_at,
             dedup_key=f"offer-timeout:{offer.public_id}",
         )
+        if task.channel == "voice":
+            # Ringing the volunteer is a REST call to Twilio: never on a webhook's response path.
+            await enqueue(
+                session,
+                clock,
+                "calls.dial_volunteer",
+                {"offer": offer.public_id},
+                dedup_key=f"dial:{offer.public_id}",
+                max_attempts=3,
+            )
         audit.record(
             session,
             clock,

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from app.calls.models import Call, WebhookReply
+from app.routing.models import Task
 from app.db.engine import create_database
 from app.settings import Settings
 from telephony.signature import sign
@@ -74,7 +75,7 @@ async def test_incoming_call_gets_the_language_menu_and_a_sealed_row(
     assert call.from_number is not None and CALLER.encode() not in call.from_number.blob
 
 
-async def test_language_emergency_and_overflow(
+async def test_language_then_emergency_queues_the_caller(
     app: FastAPI, client: httpx.AsyncClient, settings: Settings
 ) -> None:
     sid = new_sid()
@@ -86,10 +87,14 @@ async def test_language_emergency_and_overflow(
         client, settings, "/twilio/voice/emergency?attempt=1&language=es", call_params(sid, Digits="9")
     )
     check_context(urgent.text, "voice")
-    assert "Dial" in verbs(urgent.text) and settings.overflow_number in urgent.text
+    enqueue = ET.fromstring(urgent.text).find("Enqueue")
+    assert enqueue is not None and "/twilio/voice/wait?task=TK-" in (enqueue.get("waitUrl") or "")
+    assert CALLER not in urgent.text
     async with app.state.database.sessionmaker() as session:
         call = (await session.scalars(select(Call))).one()
-    assert (call.language, call.emergency, call.state) == ("es", True, "overflow")
+        task = await session.get(Task, call.task_id)
+    assert (call.language, call.emergency, call.state) == ("es", True, "queued")
+    assert task is not None and task.emergency and task.language == "es"
 
 
 async def test_no_key_replays_the_menu_then_defaults_to_english(

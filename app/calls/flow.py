@@ -1,0 +1,181 @@
+"""The voice flow's decisions, called by the webhook handlers (which own the transaction).
+
+A call becomes: a possibly-known caller (blind index; never for withheld numbers), a case, a
+contact and a routing task — created when the caller is queued, not on the first webhook. Offers,
+accepts, declines and hang-ups go through the routing engine; REST calls to Twilio (ringing a
+volunteer, dequeuing the caller) are jobs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.accounts.models import User
+from app.audit.service import Actor
+from app.callers.service import find_or_create_caller
+from app.calls.models import Call
+from app.cases.models import Urgency
+from app.cases.service import create_case
+from app.contacts.models import Channel, Contact
+from app.contacts.service import create_contact
+from app.jobs.service import enqueue
+from app.routing import service as routing
+from app.routing.models import Offer, Task, TaskState
+
+QUEUE_NAME = "hotline"
+VOICE_FLOW = Actor("system:voice")
+
+
+def routing_times(app: Any) -> routing.RoutingTimes:
+    settings = app.state.settings
+    return routing.RoutingTimes(
+        voice_ring_seconds=settings.voice_ring_seconds,
+        voice_whisper_seconds=settings.voice_whisper_seconds,
+        chat_offer_seconds=settings.chat_offer_seconds,
+        missed_offer_away_minutes=settings.missed_offer_away_minutes,
+        language_match_seconds=settings.language_match_seconds,
+        max_queue_seconds=settings.max_queue_seconds,
+    )
+
+
+async def start_contact(
+    app: Any,
+    session: AsyncSession,
+    call: Call,
+    *,
+    language: str,
+    emergency: bool,
+    call_sid: str,
+    from_number: str | None,
+) -> Task:
+    """Caller, case, contact and task for a call that is about to be queued (idempotent per call)."""
+    if call.task_id is not None:
+        existing = await session.get(Task, call.task_id)
+        if existing is not None:
+            return existing
+    clock, sealer, broker = app.state.clock, app.state.sealer, app.state.broker
+    call_id = call.id
+    caller, _known = await find_or_create_caller(session, sealer, broker, clock, from_number)
+    reloaded = await session.get(Call, call_id, populate_existing=True)  # the caller match may have committed
+    assert reloaded is not None
+    call = reloaded
+    case = await create_case(
+        session,
+        sealer,
+        clock,
+        actor=VOICE_FLOW,
+        language=language,
+        urgency=Urgency.emergency if emergency else Urgency.normal,
+        caller=caller,
+        drill=call.drill,
+    )
+    contact = await create_contact(
+        session,
+        sealer,
+        clock,
+        channel=Channel.voice,
+        twilio_sid=call_sid,
+        caller=caller,
+        language=language,
+        drill=call.drill,
+    )
+    contact.case_id = case.id
+    times = routing_times(app)
+    task = await routing.create_task(
+        session,
+        clock,
+        times,
+        channel="voice",
+        language=language,
+        emergency=emergency,
+        contact_id=contact.id,
+        case_id=case.id,
+        drill=call.drill,
+    )
+    call.case_id, call.contact_id, call.task_id = case.id, contact.id, task.id
+    call.language, call.emergency, call.state = language, emergency, "queued"
+    call.updated_at = clock.now()
+    await routing.route(session, clock, times, task)
+    return task
+
+
+async def task_by_public_id(session: AsyncSession, public_id: str) -> Task | None:
+    return await session.scalar(select(Task).where(Task.public_id == public_id))
+
+
+async def queue_position(session: AsyncSession, task: Task) -> int:
+    return await routing.queue_position(session, task)
+
+
+async def end_task(app: Any, session: AsyncSession, task: Task, state: str) -> None:
+    if task.state in (TaskState.completed, TaskState.abandoned, TaskState.overflowed):
+        return
+    await routing.finish(session, app.state.clock, task, TaskState(state))
+    if task.contact_id is not None:
+        contact = await session.get(Contact, task.contact_id)
+        if contact is not None and contact.ended_at is None:
+            contact.ended_at = app.state.clock.now()
+            contact.outcome = state
+    # A seat may have been freed: offer the next waiting caller.
+    await routing.next_task_for(session, app.state.clock, routing_times(app), "voice")
+
+
+async def offer_details(session: AsyncSession, offer_id: str) -> tuple[Task, str] | None:
+    offer = await session.scalar(select(Offer).where(Offer.public_id == offer_id))
+    if offer is None or offer.state != "pending":
+        return None
+    task = await session.get(Task, offer.task_id)
+    volunteer = await session.get(User, offer.volunteer_id)
+    if task is None or volunteer is None:
+        return None
+    from app.calls.prompts import CATALOGUE_LANGUAGES
+
+    spoken = next((code for code in volunteer.language_list if code in CATALOGUE_LANGUAGES), "en")
+    return task, spoken
+
+
+async def answer_offer(app: Any, session: AsyncSession, offer_id: str, *, accept: bool) -> Task | None:
+    """The volunteer pressed 1 (accept → dequeue the caller, a job) or did not (next volunteer)."""
+    clock, times = app.state.clock, routing_times(app)
+    offer = await session.scalar(select(Offer).where(Offer.public_id == offer_id))
+    if offer is None:
+        return None
+    if not accept:
+        await routing.decline(session, clock, times, offer)
+        return None
+    task = await routing.accept(session, clock, offer)
+    if task is None:
+        return None
+    await enqueue(
+        session,
+        clock,
+        "calls.dequeue_caller",
+        {"task": task.public_id},
+        dedup_key=f"dequeue:{task.public_id}",
+        max_attempts=5,
+    )
+    return task
+
+
+async def volunteer_leg_ended(app: Any, session: AsyncSession, offer_id: str, call_status: str) -> None:
+    """A volunteer leg ended; if its offer is still pending, nobody accepted on it."""
+    clock, times = app.state.clock, routing_times(app)
+    offer = await session.scalar(select(Offer).where(Offer.public_id == offer_id))
+    if offer is None or offer.state != "pending":
+        return
+    if call_status in ("no-answer", "canceled"):
+        await routing.expire(session, clock, times, offer)
+    elif call_status in ("busy", "failed", "completed"):
+        await routing.decline(session, clock, times, offer)
+
+
+async def caller_hung_up(app: Any, session: AsyncSession, call: Call) -> None:
+    if call.task_id is None:
+        return
+    task = await session.get(Task, call.task_id)
+    if task is None:
+        return
+    await end_task(app, session, task, "completed" if task.state == TaskState.assigned else "abandoned")

@@ -1,0 +1,95 @@
+"""A whole call through the fake Twilio: signed webhooks, TwiML followed like Twilio, REST calls
+from the jobs runner, a volunteer who presses 1, and the caller bridged in the task's conference."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from app.clock import SystemClock
+from app.db.engine import Database
+from app.main import create_app
+from app.routing.models import Offer, Task, TaskState
+from app.volunteers.models import PresenceState
+from app.volunteers.service import WeeklyShift, replace_shifts, set_availability
+from telephony.fake import CallSimulator, FakeTwilio, NumberConfig, Party
+from tests.support.factories import SETUP, Services, make_user
+
+HOTLINE = "+12125550199"
+PUBLIC_URL = "https://hotline.test"
+CALLER = "+12025550147"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTwilio]:
+    with FakeTwilio() as running:
+        running.configure_number(NumberConfig.hotline(HOTLINE, PUBLIC_URL))
+        yield running
+
+
+@pytest.fixture
+async def live_app(fake: FakeTwilio, make_settings: Any, database: Database) -> AsyncIterator[FastAPI]:
+    settings = make_settings(
+        public_url=PUBLIC_URL,
+        twilio_account_sid=fake.account_sid,
+        twilio_auth_token=fake.auth_token,
+        twilio_api_url=fake.base_url,
+        twilio_number=HOTLINE,
+        jobs_enabled=True,
+        jobs_poll_seconds=0.05,
+    )
+    # Real time: the simulator's calls ring and wait in (scaled) real time.
+    app = create_app(settings, clock=SystemClock(), database=database, run_jobs=True)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+async def on_call_volunteer(app: FastAPI, phone: str, languages: str) -> str:
+    services = Services(
+        app.state.database,
+        app.state.clock,
+        app.state.keys.material,
+        app.state.keys,
+        app.state.sealer,
+        app.state.broker,
+    )
+    async with app.state.database.sessionmaker() as session, session.begin():
+        user = await make_user(session, services, languages=languages, phone=phone)
+        user.phone_verified_at = datetime.now(UTC)
+        await replace_shifts(
+            session, app.state.clock, user, [WeeklyShift(d, 0, 1440) for d in range(7)], actor=SETUP
+        )
+        await set_availability(session, app.state.clock, user, state=PresenceState.available, actor=SETUP)
+        return user.public_id
+
+
+async def test_a_spanish_caller_reaches_a_spanish_speaking_volunteer(
+    live_app: FastAPI, fake: FakeTwilio
+) -> None:
+    await on_call_volunteer(live_app, "+12125550111", "en")
+    await on_call_volunteer(live_app, "+12125550122", "es,en")
+    async with CallSimulator(fake, app=live_app, time_scale=0.02) as sim:
+        sim.add_party(
+            "+12125550122", Party(answer_after=2, digits=("1",), talk_seconds=20, hold_patience=600)
+        )
+        sim.add_party("+12125550111", Party(answer="no-answer"))
+        call = await sim.call(
+            CALLER, HOTLINE, Party(digits=("2", None), talk_seconds=20, hold_patience=600), timeout=60
+        )
+    said = call.said
+    print("\n".join(str(h) for h in call.transcript))
+    assert any("español" in line.lower() or "espanol" in line.lower() for line in said)
+    volunteer_legs = [c for c in fake.store.calls.values() if c.to == "+12125550122"]
+    assert len(volunteer_legs) == 1
+    assert not [c for c in fake.store.calls.values() if c.to == "+12125550111"]
+    assert fake.events.of("bridge"), "caller and volunteer never met"
+    async with live_app.state.database.sessionmaker() as session:
+        task = (await session.scalars(select(Task))).one()
+        offers = list(await session.scalars(select(Offer)))
+    assert task.language == "es" and task.state == TaskState.completed
+    assert [o.state for o in offers] == ["accepted"]
