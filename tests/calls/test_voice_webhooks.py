@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from app.calls.models import Call, WebhookReply
-from app.routing.models import Task
 from app.db.engine import create_database
+from app.routing.models import Task
 from app.settings import Settings
 from telephony.signature import sign
 from telephony.twiml import check_context
