@@ -49,6 +49,19 @@ async def live_app(fake: FakeTwilio, make_settings: Any, database: Database) -> 
         yield app
 
 
+async def settled_task(app: FastAPI, state: TaskState, timeout: float = 10.0) -> Task:
+    """The single task once it reaches `state` (status callbacks may land just after the call)."""
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        async with app.state.database.sessionmaker() as session:
+            task = (await session.scalars(select(Task))).one()
+        if task.state == state or asyncio.get_running_loop().time() > deadline:
+            return task
+        await asyncio.sleep(0.1)
+
+
 async def on_call_volunteer(app: FastAPI, phone: str, languages: str) -> str:
     services = Services(
         app.state.database,
@@ -88,8 +101,65 @@ async def test_a_spanish_caller_reaches_a_spanish_speaking_volunteer(
     assert len(volunteer_legs) == 1
     assert not [c for c in fake.store.calls.values() if c.to == "+12125550111"]
     assert fake.events.of("bridge"), "caller and volunteer never met"
-    async with live_app.state.database.sessionmaker() as session:
-        task = (await session.scalars(select(Task))).one()
-        offers = list(await session.scalars(select(Offer)))
+    task = await settled_task(live_app, TaskState.completed)
     assert task.language == "es" and task.state == TaskState.completed
-    assert [o.state for o in offers] == ["accepted"]
+    assert [state for _, state in await offers(live_app)] == ["accepted"]
+
+
+async def offers(app: FastAPI) -> list[tuple[str, str]]:
+    """(volunteer public id, offer state) in offer order."""
+    from app.accounts.models import User
+
+    async with app.state.database.sessionmaker() as session:
+        rows = await session.execute(
+            select(User.public_id, Offer.state)
+            .join(User, User.id == Offer.volunteer_id)
+            .order_by(Offer.created_at)
+        )
+        return [(row[0], row[1]) for row in rows]
+
+
+@pytest.mark.parametrize("first_answer", ["voicemail", "declines"])
+async def test_a_volunteer_who_does_not_press_1_passes_the_call_on(
+    live_app: FastAPI, fake: FakeTwilio, first_answer: str
+) -> None:
+    first = await on_call_volunteer(live_app, "+12125550133", "es")
+    second = await on_call_volunteer(live_app, "+12125550144", "es")
+    async with CallSimulator(fake, app=live_app, time_scale=0.02) as sim:
+        # A voicemail box "answers" and presses nothing; a busy volunteer presses 2.
+        digits: tuple[str | None, ...] = (None,) if first_answer == "voicemail" else ("2",)
+        sim.add_party("+12125550133", Party(answer_after=1, digits=digits))
+        sim.add_party(
+            "+12125550144", Party(answer_after=1, digits=("1",), talk_seconds=10, hold_patience=600)
+        )
+        await sim.call(
+            CALLER, HOTLINE, Party(digits=("2", None), talk_seconds=10, hold_patience=600), timeout=60
+        )
+    assert await offers(live_app) == [(first, "declined"), (second, "accepted")]
+    assert fake.events.of("bridge")
+
+
+async def test_a_caller_who_hangs_up_in_the_queue_is_abandoned(live_app: FastAPI, fake: FakeTwilio) -> None:
+    async with CallSimulator(fake, app=live_app, time_scale=0.02) as sim:
+        call = await sim.call(CALLER, HOTLINE, Party(digits=("1", None), hang_up_after=40), timeout=60)
+    assert any("line" in line.lower() or "queue" in line.lower() for line in call.said)
+    assert (await settled_task(live_app, TaskState.abandoned)).state == TaskState.abandoned
+
+
+async def test_a_withheld_number_is_served_but_never_stored_as_a_caller(
+    live_app: FastAPI, fake: FakeTwilio
+) -> None:
+    from app.callers.models import Caller
+
+    await on_call_volunteer(live_app, "+12125550155", "en")
+    async with CallSimulator(fake, app=live_app, time_scale=0.02) as sim:
+        sim.add_party(
+            "+12125550155", Party(answer_after=1, digits=("1",), talk_seconds=10, hold_patience=600)
+        )
+        await sim.call(
+            "+266696687", HOTLINE, Party(digits=("1", None), talk_seconds=10, hold_patience=600), timeout=60
+        )
+    assert fake.events.of("bridge")
+    async with live_app.state.database.sessionmaker() as session:
+        assert list(await session.scalars(select(Caller))) == []
+    assert (await settled_task(live_app, TaskState.completed)).state == TaskState.completed
