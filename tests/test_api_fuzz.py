@@ -227,6 +227,7 @@ def regular_plans(world: World) -> dict[str, Plan]:
         "POST /api/v1/cases/{case_id}/notes": Plan("volunteer", on_case),
         "POST /api/v1/cases/{case_id}/referrals": Plan("volunteer", referral),
         "POST /api/v1/cases/{case_id}/break-glass": Plan("supervisor", break_glass),
+        "POST /api/v1/cases/{case_id}/link-contact": Plan("volunteer", on_case),
         "GET /api/v1/break-glass/reviews": Plan("supervisor"),
         "POST /api/v1/break-glass/reviews/{grant_id}": Plan("supervisor", review),
         "GET /api/v1/audit": Plan("supervisor"),

@@ -5,6 +5,7 @@ A case the caller may not see answers exactly like a missing one (404, same body
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -32,6 +33,8 @@ from app.cases.schemas import (
     CasePatch,
     CaseStatusName,
     CaseSummary,
+    LinkContactIn,
+    LinkContactOut,
     NoteCreated,
     NoteIn,
     NoteOut,
@@ -42,8 +45,9 @@ from app.cases.schemas import (
     RevealOut,
     UrgencyName,
 )
+from app.contacts.models import Contact
 from app.db.session import DbSession
-from app.errors import InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
 from app.publicid import new_public_id
 from app.referrals.models import Organisation
 
@@ -98,6 +102,16 @@ async def detail(db: AsyncSession, case: Case) -> CaseDetail:
         )
     ).all()
     caller = await db.get(Caller, case.caller_id) if case.caller_id else None
+    repeat = False
+    if case.caller_id is not None:
+        repeat = (
+            await db.scalar(
+                select(func.count())
+                .select_from(Case)
+                .where(Case.caller_id == case.caller_id, Case.id != case.id)
+            )
+            or 0
+        ) > 0
     return CaseDetail(
         **summary(case, assignees).model_dump(),
         sealed_fields=case.sealed_fields_present(),
@@ -120,6 +134,7 @@ async def detail(db: AsyncSession, case: Case) -> CaseDetail:
         )
         if caller
         else None,
+        possible_repeat_caller=repeat,
     )
 
 
@@ -414,3 +429,96 @@ async def break_glass(
     )
     await db.flush()
     return BreakGlassOut(id=grant.public_id, case=public_id, expires_at=grant.expires_at)
+
+
+CODE_WORD_TRIES = 5
+CODE_WORD_CHECKER = Principal.system("code-word")
+
+
+class TooManyCodeWordTries(Conflict):
+    code = "too_many_tries"
+    message = "Five code words were tried on this contact; it cannot be linked."
+
+
+@router.post(
+    "/{case_id}/link-contact",
+    response_model=LinkContactOut,
+    responses={
+        **NOT_FOUND,
+        409: {"description": "No tries left."},
+        422: {"description": "Code word did not match."},
+    },
+)
+async def link_contact(
+    case_id: PublicId, body: LinkContactIn, staff: CaseWriter, db: DbSession, auth: Auth
+) -> LinkContactOut:
+    """A possible repeat caller: the volunteer types the code word the caller says. Only a match
+    links this contact to the caller's earlier case and gives the volunteer access to it. Shared
+    phones (shelters, detention facilities) are common, so the number alone never does."""
+    case = await visible_case(db, staff.principal, case_id)
+    if case.assignee_id != staff.user.id or case.caller_id is None:
+        raise NotFound()
+    contact = await db.scalar(
+        select(Contact).where(Contact.public_id == body.contact, Contact.case_id == case.id)
+    )
+    if contact is None:
+        raise NotFound()
+    if contact.code_word_attempts >= CODE_WORD_TRIES:
+        raise TooManyCodeWordTries()
+    contact.code_word_attempts += 1
+    tries_left = CODE_WORD_TRIES - contact.code_word_attempts
+    contact_pk, current_pk, caller_pk, actor = contact.id, case.id, case.caller_id, staff.principal.actor
+    candidates = list(
+        await db.scalars(
+            select(Case).where(
+                Case.caller_id == caller_pk, Case.id != current_pk, Case.code_word.is_not(None)
+            )
+        )
+    )
+    wanted = body.code_word.strip().casefold().encode()
+    matched: Case | None = None
+    for candidate in candidates:
+        candidate_id = candidate.id
+        stored = await auth.broker.reveal_for_system(
+            db,
+            CODE_WORD_CHECKER,
+            candidate,
+            "code_word",
+            purpose=Purpose.code_word_check,
+            object_type="case",
+            object_id=candidate.public_id,
+        )
+        if stored is not None and hmac.compare_digest(stored.strip().casefold().encode(), wanted):
+            matched = await db.get(Case, candidate_id, populate_existing=True)
+            break
+    reloaded = await db.get(Contact, contact_pk, populate_existing=True)
+    assert reloaded is not None
+    contact = reloaded
+    if matched is None:
+        audit.record(
+            db,
+            auth.clock,
+            actor=actor,
+            action="case.link_refused",
+            object_type="contact",
+            object_id=contact.public_id,
+            outcome="denied",
+            details={"tries_left": tries_left},
+        )
+        await db.commit()  # the spent try counts even though the request fails
+        raise InvalidInput(
+            f"That code word does not match. Tries left: {tries_left}.", code="code_word_mismatch"
+        )
+    contact.case_id = matched.id
+    matched.assignee_id = staff.user.id
+    matched.updated_at = auth.clock.now()
+    audit.record(
+        db,
+        auth.clock,
+        actor=actor,
+        action="case.contact_linked",
+        object_type="case",
+        object_id=matched.public_id,
+        details={"contact": contact.public_id},
+    )
+    return LinkContactOut(linked=True, case=matched.public_id)

@@ -125,6 +125,10 @@ class CaseDetail(CaseSummary):
     notes: int
     referrals: list[ReferralOut]
     caller: CallerOut | None
+    possible_repeat_caller: bool = Field(
+        description="The caller's number matched earlier contacts; confirm with the code word "
+        "(no case id is shown)."
+    )
 
 
 class CaseList(BaseModel):
@@ -193,3 +197,14 @@ class BreakGlassOut(BaseModel):
     id: str
     case: str
     expires_at: datetime
+
+
+class LinkContactIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    contact: PublicId
+    code_word: CodeWord
+
+
+class LinkContactOut(BaseModel):
+    linked: bool
+    case: str

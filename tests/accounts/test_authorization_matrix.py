@@ -3,6 +3,7 @@ does a route missing from the matrix (add new routes here with their expected st
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -169,6 +170,43 @@ async def override_of_target(app: FastAPI, world: World, role: str) -> dict[str,
     return target | {"override_id": override.public_id}
 
 
+async def repeat_contact(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    """A fresh contact on the world's case whose caller has an earlier case with a code word."""
+    from app.callers.service import find_or_create_caller
+    from app.cases.models import Case
+    from app.contacts.models import Channel
+    from app.contacts.service import create_contact
+
+    async with app.state.database.sessionmaker() as session:
+        caller, _ = await find_or_create_caller(
+            session, app.state.sealer, app.state.broker, app.state.clock, "+12025550147"
+        )
+        await session.commit()
+    async with app.state.database.sessionmaker() as session, session.begin():
+        assert caller is not None
+        case = (await session.scalars(select(Case).where(Case.public_id == world.case))).one()
+        case.caller_id = caller.id
+        await create_case(
+            session,
+            app.state.sealer,
+            app.state.clock,
+            actor=SETUP,
+            language="es",
+            caller=caller,
+            fields={"code_word": "girasol"},
+        )
+        contact = await create_contact(
+            session,
+            app.state.sealer,
+            app.state.clock,
+            channel=Channel.voice,
+            twilio_sid="CA" + uuid.uuid4().hex,
+            caller=caller,
+        )
+        contact.case_id = case.id
+    return {"json": {"contact": contact.public_id, "code_word": "wrong-word"}}
+
+
 BAD_TOKEN = {"token": "x" * 43}
 
 MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
@@ -201,6 +239,7 @@ MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
         body({"organisation": "OR-4GAS-NYSC", "services": ["legal_defense"]}),
         expect(401, 201, 404, 201, 201, 403),
     ),
+    ("POST", "/api/v1/cases/{case_id}/link-contact"): (repeat_contact, expect(401, 422, 404, 404, 404, 403)),
     ("POST", "/api/v1/cases/{case_id}/break-glass"): (break_glass_body, expect(401, 403, 403, 201, 201, 403)),
     ("GET", "/api/v1/break-glass/reviews"): (nothing, expect(401, 403, 403, 200, 200, 403)),
     ("POST", "/api/v1/break-glass/reviews/{grant_id}"): (
