@@ -488,7 +488,15 @@ def install(app: Any) -> None:
     """Mount the voice webhooks and answer a signed but malformed voice payload with TwiML."""
     app.include_router(signed)
 
-    previous = app.exception_handlers.get(InvalidWebhookPayload)
+    # Elsewhere the error keeps its ordinary JSON answer (the handler of its nearest base class).
+    previous = next(
+        (
+            app.exception_handlers[cls]
+            for cls in InvalidWebhookPayload.__mro__
+            if cls in app.exception_handlers
+        ),
+        None,
+    )
 
     async def malformed(request: Request, exc: InvalidWebhookPayload) -> Response:
         if request.url.path.startswith("/twilio/voice/"):
