@@ -193,3 +193,35 @@ async def test_voice_webhooks_leak_no_plaintext(
     )
     scan.responses = [r.content for r in responses]
     assert await scan.hits() == []
+
+
+async def test_after_the_maximum_wait_the_caller_leaves_for_the_overflow_line(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    from datetime import timedelta
+
+    from app.jobs.runner import JobRunner, registry
+
+    sid = new_sid()
+    await post(client, settings, "/twilio/voice/incoming", call_params(sid))
+    await post(client, settings, "/twilio/voice/language?attempt=1", call_params(sid, Digits="3"))
+    queued = await post(client, settings, "/twilio/voice/emergency?attempt=1&language=cmn", call_params(sid))
+    wait_url = ET.fromstring(queued.text).find("Enqueue").get("waitUrl")  # type: ignore[union-attr]
+    path = wait_url.removeprefix(BASE)  # type: ignore[union-attr]
+    poll = {"QueueSid": "QU" + "1" * 32, "QueuePosition": "1", "QueueTime": "5", "CurrentQueueSize": "1"}
+    holding = await post(client, settings, path, call_params(sid, **poll))
+    check_context(holding.text, "wait_url")
+    assert "cmn-CN" in holding.text and "1" in holding.text  # our position, in Mandarin
+    # Nobody on call: the task escalates (any volunteer), then to overflow after the maximum wait.
+    runner = JobRunner(app.state.database, app.state.clock, registry=registry, services=app.state.services)
+    app.state.clock.advance(timedelta(seconds=settings.max_queue_seconds + 1))
+    await runner.run_until_idle()
+    leaving = await post(client, settings, path, call_params(sid, **{**poll, "QueueTime": "601"}))
+    check_context(leaving.text, "wait_url")
+    assert verbs(leaving.text) == ["Leave"]
+    exit_path = ET.fromstring(queued.text).find("Enqueue").get("action").removeprefix(BASE)  # type: ignore[union-attr]
+    overflow = await post(client, settings, exit_path, call_params(sid, QueueResult="leave", QueueTime="601"))
+    assert "Dial" in verbs(overflow.text) and settings.overflow_number in overflow.text
+    async with app.state.database.sessionmaker() as session:
+        task = (await session.scalars(select(Task))).one()
+    assert task.state == "overflowed"
