@@ -225,3 +225,24 @@ async def test_after_the_maximum_wait_the_caller_leaves_for_the_overflow_line(
     async with app.state.database.sessionmaker() as session:
         task = (await session.scalars(select(Task))).one()
     assert task.state == "overflowed"
+
+
+async def test_replayed_and_reordered_webhooks_make_one_contact_and_one_case(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    from app.cases.models import Case
+    from app.contacts.models import Contact
+
+    sid = new_sid()
+    await post(client, settings, "/twilio/voice/incoming", call_params(sid))
+    # The language answer arrives twice, the second after the emergency answer (reordered).
+    await post(client, settings, "/twilio/voice/language?attempt=1", call_params(sid, Digits="2"))
+    emergency = "/twilio/voice/emergency?attempt=1&language=es"
+    first = await asyncio.gather(
+        *[post(client, settings, emergency, call_params(sid, Digits="9")) for _ in range(5)]
+    )
+    late = await post(client, settings, "/twilio/voice/language?attempt=1", call_params(sid, Digits="2"))
+    again = await post(client, settings, emergency, call_params(sid, Digits="9"))
+    assert {r.status_code for r in first} == {200} and late.status_code == 200
+    assert len({r.content for r in [*first, again]}) == 1
+    assert await rows(app, Contact) == 1 and await rows(app, Case) == 1 and await rows(app, Task) == 1
