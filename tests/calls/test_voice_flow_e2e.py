@@ -163,3 +163,33 @@ async def test_a_withheld_number_is_served_but_never_stored_as_a_caller(
     async with live_app.state.database.sessionmaker() as session:
         assert list(await session.scalars(select(Caller))) == []
     assert (await settled_task(live_app, TaskState.completed)).state == TaskState.completed
+
+
+async def test_a_whole_call_leaves_no_plaintext(
+    live_app: FastAPI, fake: FakeTwilio, captured_logs: Any
+) -> None:
+    from tests.support.canary import CanaryScan
+
+    scan = CanaryScan(live_app.state.database, captured_logs)
+    caller, volunteer = scan.canaries.phone(0), scan.canaries.phone(1)
+    await on_call_volunteer(live_app, volunteer, "en")
+    answered: list[bytes] = []
+
+    async def recording_app(scope: Any, receive: Any, send: Any) -> None:
+        # Every TwiML document the app answers Twilio, captured on its way out.
+        async def capture(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                answered.append(message.get("body", b""))
+            await send(message)
+
+        await live_app(scope, receive, capture)
+
+    async with CallSimulator(fake, app=recording_app, time_scale=0.02) as sim:
+        sim.add_party(volunteer, Party(answer_after=1, digits=("1",), talk_seconds=5, hold_patience=600))
+        await sim.call(
+            caller, HOTLINE, Party(digits=("1", "9"), talk_seconds=5, hold_patience=600), timeout=60
+        )
+    await settled_task(live_app, TaskState.completed)
+    assert fake.events.of("bridge") and len(answered) >= 8
+    scan.responses = answered
+    assert await scan.hits() == []
