@@ -114,6 +114,7 @@ async def answer(
     work: Work,
     language: str | None = None,
     store: bool = True,
+    fallback: Callable[[], str] | None = None,
 ) -> Response:
     """Run `work` under the deadline, store its TwiML for replays, or fall back to static TwiML.
 
@@ -134,12 +135,8 @@ async def answer(
         task.cancel()
         _stragglers.add(task)
         task.add_done_callback(_stragglers.discard)
-    log.error(
-        "voice webhook fell back to static TwiML",
-        extra={"step": step, "error": error},
-        exc_info=task.exception() if task in done else None,
-    )
-    return twiml_response(static_overflow(settings, language))
+    log.error("voice webhook fell back to static TwiML", extra={"step": step, "error": error})
+    return twiml_response(fallback() if fallback is not None else static_overflow(settings, language))
 
 
 async def _answer(
@@ -315,6 +312,13 @@ async def wait(
             pause_seconds=8,
         )
 
+    def keep_holding() -> str:
+        # A waitUrl document may not <Dial>: under trouble the caller keeps their place instead.
+        return twiml.hold(
+            [prompts.resolve("still_waiting", DEFAULT_LANGUAGE, public_url=settings.public_url)],
+            pause_seconds=8,
+        )
+
     return await answer(
         request,
         call_sid=event.call_sid,
@@ -322,6 +326,7 @@ async def wait(
         discriminator=str(event.queue_time or 0),
         work=work,
         store=False,
+        fallback=keep_holding,
     )
 
 
@@ -448,6 +453,7 @@ async def leg_status(
         step="leg-status",
         discriminator=str(event.sequence_number or event.call_status),
         work=work,
+        fallback=twiml.empty_response,
     )
 
 
@@ -468,6 +474,7 @@ async def status(
         step="status",
         discriminator=str(event.sequence_number or event.call_status),
         work=work,
+        fallback=twiml.empty_response,
     )
 
 

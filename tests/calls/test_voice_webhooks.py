@@ -154,12 +154,19 @@ async def test_database_down_still_answers_in_time(
         response = await post(client, settings, "/twilio/voice/incoming", call_params(new_sid()))
         elapsed = time.monotonic() - started
         fallback = await post(client, settings, "/twilio/voice/fallback", call_params(new_sid()))
+        poll = {"QueueSid": "QU" + "1" * 32, "QueuePosition": "1", "QueueTime": "5", "CurrentQueueSize": "1"}
+        holding = await post(
+            client, settings, "/twilio/voice/wait?task=TK-2222-2222", call_params(new_sid(), **poll)
+        )
     finally:
         await app.state.database.dispose()
         app.state.database = working
     assert response.status_code == 200 and elapsed < 2.0
     assert settings.overflow_number in response.text and "Dial" in verbs(response.text)
     assert fallback.status_code == 200 and fallback.text == response.text
+    # A queued caller keeps their place: a wait document may not dial, so it holds instead.
+    check_context(holding.text, "wait_url")
+    assert "Dial" not in verbs(holding.text) and "Pause" in verbs(holding.text)
 
 
 async def test_database_locked_answers_within_the_deadline(
