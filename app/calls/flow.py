@@ -30,15 +30,7 @@ VOICE_FLOW = Actor("system:voice")
 
 
 def routing_times(app: Any) -> routing.RoutingTimes:
-    settings = app.state.settings
-    return routing.RoutingTimes(
-        voice_ring_seconds=settings.voice_ring_seconds,
-        voice_whisper_seconds=settings.voice_whisper_seconds,
-        chat_offer_seconds=settings.chat_offer_seconds,
-        missed_offer_away_minutes=settings.missed_offer_away_minutes,
-        language_match_seconds=settings.language_match_seconds,
-        max_queue_seconds=settings.max_queue_seconds,
-    )
+    return routing.RoutingTimes.from_settings(app.state.settings)
 
 
 async def start_contact(

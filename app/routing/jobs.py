@@ -22,15 +22,7 @@ MISSED_OFFER_TEXT = (
 
 
 def routing_times(ctx: JobContext) -> service.RoutingTimes:
-    settings = ctx.services["settings"]
-    return service.RoutingTimes(
-        voice_ring_seconds=settings.voice_ring_seconds,
-        voice_whisper_seconds=settings.voice_whisper_seconds,
-        chat_offer_seconds=settings.chat_offer_seconds,
-        missed_offer_away_minutes=settings.missed_offer_away_minutes,
-        language_match_seconds=settings.language_match_seconds,
-        max_queue_seconds=settings.max_queue_seconds,
-    )
+    return service.RoutingTimes.from_settings(ctx.services["settings"])
 
 
 @registry.register("routing.offer_timeout", timeout=30)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -46,6 +47,17 @@ class RoutingTimes:
     missed_offer_away_minutes: float = 5
     language_match_seconds: float = 60
     max_queue_seconds: float = 600
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RoutingTimes:
+        return cls(
+            voice_ring_seconds=settings.voice_ring_seconds,
+            voice_whisper_seconds=settings.voice_whisper_seconds,
+            chat_offer_seconds=settings.chat_offer_seconds,
+            missed_offer_away_minutes=settings.missed_offer_away_minutes,
+            language_match_seconds=settings.language_match_seconds,
+            max_queue_seconds=settings.max_queue_seconds,
+        )
 
     def offer_length(self, channel: str) -> timedelta:
         if channel == "voice":
