@@ -147,7 +147,7 @@ async def answer_offer(app: Any, session: AsyncSession, offer_id: str, *, accept
         "calls.dequeue_caller",
         {"task": task.public_id},
         dedup_key=f"dequeue:{task.public_id}",
-        max_attempts=5,
+        max_attempts=30,  # about 30 s of 1 s waits for the queue to be known
     )
     return task
 

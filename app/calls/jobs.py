@@ -11,7 +11,7 @@ from app.access.policy import Principal, Purpose
 from app.accounts.models import User
 from app.calls.models import Call
 from app.contacts.models import Contact
-from app.jobs.runner import JobContext, PermanentFailure, registry
+from app.jobs.runner import JobContext, PermanentFailure, RetryLater, registry
 from app.routing.models import Offer, Task
 
 log = logging.getLogger("hotline.calls")
@@ -67,7 +67,8 @@ async def dequeue_caller(ctx: JobContext, payload: dict[str, Any]) -> None:
     if call is None or contact is None:
         return
     if call.queue_sid is None:
-        raise RuntimeError("queue not known yet")  # retried: the first waitUrl poll records it
+        # The first waitUrl poll records the queue; an offer can be accepted before that lands.
+        raise RetryLater(1.0, "queue_unknown")
     client = _telephony(ctx)
     call_sid = await ctx.services["broker"].reveal_for_system(
         ctx.session,
