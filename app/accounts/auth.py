@@ -374,26 +374,6 @@ class AuthService:
             object_id=user.public_id,
         )
 
-    async def end_sessions(self, session: AsyncSession, user: User, *, actor: Actor, reason: str) -> None:
-        """Void every session of `user` at once (offboarding, MFA reset, disable)."""
-        now = self.clock.now()
-        user.sessions_valid_after = now
-        await session.execute(
-            update(StaffSession)
-            .where(StaffSession.user_id == user.id, StaffSession.revoked_at.is_(None))
-            .values(revoked_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        audit.record(
-            session,
-            self.clock,
-            actor=actor,
-            action="user.sessions_ended",
-            object_type="user",
-            object_id=user.public_id,
-            details={"reason": reason},
-        )
-
     async def step_up(
         self, session: AsyncSession, user: User, staff_session: StaffSession, code: str
     ) -> None:

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.access.policy import Principal, Purpose
 from app.calls import flow, prompts
 from app.calls.models import Call, WebhookReply
+from app.contacts.service import sid_hash
 from app.settings import Settings
 from app.webhooks.deps import InvalidWebhookPayload, TwilioSignature, twilio_webhook, webhook_context
 from telephony import twiml
@@ -75,11 +76,11 @@ def step_url(settings: Settings, step: str, attempt: int) -> str:
 
 
 async def _stored_reply(
-    session: AsyncSession, request: Request, sid_hash: str, step: str, disc: str
+    session: AsyncSession, request: Request, call_hash: str, step: str, disc: str
 ) -> str | None:
     row = await session.scalar(
         select(WebhookReply).where(
-            WebhookReply.call_sid_hash == sid_hash,
+            WebhookReply.call_sid_hash == call_hash,
             WebhookReply.step == step,
             WebhookReply.discriminator == disc,
         )
@@ -145,18 +146,18 @@ async def _answer(
     keys = request.app.state.keys
     sealer = request.app.state.sealer
     clock = request.app.state.clock
-    sid_hash = keys.material.keyed_hasher().hash("twilio.sid", call_sid.encode()).hex()
+    call_hash = sid_hash(keys, call_sid)
     async with request.app.state.database.sessionmaker() as session:
-        stored = await _stored_reply(session, request, sid_hash, step, discriminator) if store else None
+        stored = await _stored_reply(session, request, call_hash, step, discriminator) if store else None
         if stored is not None:
             await session.commit()
             return stored
         try:
-            call = await session.scalar(select(Call).where(Call.call_sid_hash == sid_hash))
+            call = await session.scalar(select(Call).where(Call.call_sid_hash == call_hash))
             xml = await work(session, call)
             if store:
                 reply = WebhookReply(
-                    call_sid_hash=sid_hash, step=step, discriminator=discriminator, created_at=clock.now()
+                    call_sid_hash=call_hash, step=step, discriminator=discriminator, created_at=clock.now()
                 )
                 await sealer.seal(session, reply, "reply", xml)
                 session.add(reply)
@@ -165,7 +166,7 @@ async def _answer(
         except IntegrityError:
             # A concurrent delivery of the same webhook won the race: answer what it answered.
             await session.rollback()
-            stored = await _stored_reply(session, request, sid_hash, step, discriminator)
+            stored = await _stored_reply(session, request, call_hash, step, discriminator)
             await session.commit()
             if stored is None:
                 raise
@@ -183,9 +184,8 @@ async def incoming(
     async def work(session: AsyncSession, call: Call | None) -> str:
         if call is None:
             now = request.app.state.clock.now()
-            hasher = request.app.state.keys.material.keyed_hasher()
             call = Call(
-                call_sid_hash=hasher.hash("twilio.sid", event.call_sid.encode()).hex(),
+                call_sid_hash=sid_hash(request.app.state.keys, event.call_sid),
                 drill=drill,
                 created_at=now,
                 updated_at=now,
