@@ -173,7 +173,10 @@ class JobRunner:
         """Run one claimed job; returns the state it ended in."""
         spec = self.registry.handlers[kind]
         try:
-            async with self.database.sessionmaker() as session, session.begin():
+            # Not `session.begin()`: a handler that reveals a sealed field (to dial a number, fetch
+            # a recording) goes through the access broker, which commits its audit entry before
+            # decrypting; the work after it continues in a new transaction, committed here.
+            async with self.database.sessionmaker() as session:
                 context = JobContext(session, self.clock, job_id, attempt, self.services)
                 async with asyncio.timeout(spec.timeout):
                     await spec.handler(context, payload)
@@ -184,7 +187,9 @@ class JobRunner:
                     .values(state=JobState.done, finished_at=now, updated_at=now, lease_expires_at=None)
                 )
                 if cast(CursorResult[Any], done).rowcount != 1:
+                    await session.rollback()
                     raise LeaseLost()
+                await session.commit()
             log.info("job done", extra={"job_id": str(job_id), "kind": kind, "attempt": attempt})
             return JobState.done
         except LeaseLost:
