@@ -23,6 +23,7 @@ from app.accounts.auth import AuthService
 from app.accounts.router import router as accounts_router
 from app.audit import service as audit
 from app.audit.router import router as audit_router
+from app.calls.api import router as telephony_router
 from app.calls.router import install as install_voice_webhooks
 from app.cases.router import router as cases_router
 from app.clock import Clock, SystemClock
@@ -53,6 +54,7 @@ API_ROUTERS = (
     audit_router,
     users_router,
     volunteers_router,
+    telephony_router,
 )
 
 

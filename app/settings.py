@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     missed_offer_away_minutes: float = Field(default=5, ge=0, le=120)
     language_match_seconds: float = Field(default=60, ge=0, le=3600)
     max_queue_seconds: float = Field(default=600, ge=30, le=7200)
+    # Voicemail: the hold content offers a message and a callback after this long queued (callers
+    # with a withheld number are never offered one: nobody could call them back); longest message.
+    voicemail_offer_seconds: float = Field(default=120, ge=0, le=7200)
+    voicemail_max_seconds: int = Field(default=180, ge=10, le=600)
     # Unwrapped data keys stay in memory this long (seconds); 0 disables the cache.
     data_key_cache_seconds: float = Field(default=300.0, ge=0, le=3600)
     # Access log: sign a checkpoint after this many entries or this many seconds, whichever first.

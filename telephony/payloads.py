@@ -188,6 +188,8 @@ class CallRequest(TwilioPayload):
     direction: CallDirection | None = Field(None, alias="Direction")
     api_version: str | None = Field(None, alias="ApiVersion")
     parent_call_sid: CallSid | None = Field(None, alias="ParentCallSid")
+    # With answering-machine detection: human, machine_start, machine_end_beep, fax, unknown…
+    answered_by: str | None = Field(None, alias="AnsweredBy")
     caller: str | None = Field(None, alias="Caller", repr=False)
     called: str | None = Field(None, alias="Called", repr=False)
     forwarded_from: str | None = Field(None, alias="ForwardedFrom", repr=False)
@@ -297,7 +299,6 @@ class CallStatusCallback(CallRequest):
     timestamp: Rfc2822Datetime | None = Field(None, alias="Timestamp")
     callback_source: str | None = Field(None, alias="CallbackSource")
     sip_response_code: int | None = Field(None, alias="SipResponseCode")
-    answered_by: str | None = Field(None, alias="AnsweredBy")
 
 
 class ConferenceStatusCallback(TwilioPayload):

@@ -391,6 +391,7 @@ def dial_number(
     whisper_url: str | None = None,
     timeout: int = 20,
     answer_on_bridge: bool = True,
+    machine_detection: bool = False,
     before: Sequence[Prompt] = (),
 ) -> str:
     """Dial one phone number from the current call.
@@ -399,6 +400,8 @@ def dial_number(
     ``whisper_url`` runs :func:`whisper` on the answered leg before bridging. ``timeout`` is
     the ring time in seconds; ``DialCallStatus`` goes to ``action_url``. ``answer_on_bridge``
     keeps the caller hearing ringing, not silence, until the legs are bridged.
+    ``machine_detection`` asks Twilio whether a person or a machine answered; the answer
+    (``AnsweredBy``) reaches ``whisper_url``, which can then hang up on a machine.
     The number appears in the TwiML body, never in a URL.
     """
     response = VoiceResponse()
@@ -414,6 +417,7 @@ def dial_number(
         _check_e164(number, what="number"),
         url=None if whisper_url is None else _check_url(whisper_url, what="whisper_url"),
         method=None if whisper_url is None else "POST",
+        machine_detection="Enable" if machine_detection else None,
     )
     return _render(response, "voice")
 

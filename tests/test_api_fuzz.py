@@ -108,6 +108,55 @@ async def fresh_grant(app: FastAPI, case_id: str, supervisor: str, *, days: int 
     return grant.public_id
 
 
+async def fresh_offer(app: FastAPI, volunteer: str) -> str:
+    """A pending chat offer to `volunteer`."""
+    from app.routing.models import Offer, Task
+
+    async with app.state.database.sessionmaker() as session, session.begin():
+        owner = (await session.scalars(select(User).where(User.public_id == volunteer))).one()
+        now = app.state.clock.now()
+        task = Task(
+            public_id=new_public_id("TK"), channel="chat", language="es", state="offered", enqueued_at=now
+        )
+        session.add(task)
+        await session.flush()
+        offer = Offer(
+            public_id=new_public_id("OF"),
+            task_id=task.id,
+            volunteer_id=owner.id,
+            channel="chat",
+            state="pending",
+            created_at=now,
+            expires_at=now + timedelta(seconds=30),
+        )
+        session.add(offer)
+    return offer.public_id
+
+
+async def fresh_callback(app: FastAPI) -> str:
+    """An open callback on a new, unassigned case with a caller."""
+    from app.calls.models import Callback
+
+    async with app.state.database.sessionmaker() as session:
+        caller, _ = await find_or_create_caller(
+            session, app.state.sealer, app.state.broker, app.state.clock, "+1 202 555 0149"
+        )
+        await session.commit()
+    async with app.state.database.sessionmaker() as session, session.begin():
+        case = await create_case(
+            session, app.state.sealer, app.state.clock, actor=SETUP, language="es", caller=caller
+        )
+        callback = Callback(
+            public_id=new_public_id("CB"),
+            case_id=case.id,
+            language="es",
+            state="open",
+            created_at=app.state.clock.now(),
+        )
+        session.add(callback)
+    return callback.public_id
+
+
 async def build_world(app: FastAPI, http: httpx.AsyncClient) -> World:
     auth = StaffAuth(app, http)
     for role, roles in (
@@ -136,6 +185,9 @@ async def build_world(app: FastAPI, http: httpx.AsyncClient) -> World:
             assignee=assignee,
             fields={"caller_name": "Fuzz Caller", "a_number": "A012345678"},
         )
+        # Callbacks ring the volunteer's phone: give them a verified one.
+        await app.state.sealer.seal(session, assignee, "phone", "+12125550182")
+        assignee.phone_verified_at = app.state.clock.now()
     await fresh_grant(app, case.public_id, auth.identities["supervisor_bg"].user_id)
     target, _ = await throwaway(app)
     for identity in auth.identities.values():
@@ -212,6 +264,12 @@ def regular_plans(world: World) -> dict[str, Plan]:
         parameters["user_id"] = world.who("volunteer").user_id
         case.path_parameters = parameters
 
+    async def on_offer(case: Case, index: int) -> None:
+        case.path_parameters = {"offer_id": await fresh_offer(app, world.who("volunteer").user_id)}
+
+    async def on_callback(case: Case, index: int) -> None:
+        case.path_parameters = {"callback_id": await fresh_callback(app)}
+
     return {
         "GET /healthz": Plan(None),
         "GET /readyz": Plan(None),
@@ -242,6 +300,11 @@ def regular_plans(world: World) -> dict[str, Plan]:
         "PUT /api/v1/me/availability": Plan("volunteer"),
         "POST /api/v1/me/phone-verification": Plan("volunteer"),
         "POST /api/v1/me/phone-verification/confirm": Plan("volunteer"),
+        "GET /api/v1/offers": Plan("volunteer"),
+        "POST /api/v1/offers/{offer_id}/accept": Plan("volunteer", on_offer),
+        "POST /api/v1/offers/{offer_id}/decline": Plan("volunteer", on_offer),
+        "GET /api/v1/callbacks": Plan("volunteer"),
+        "POST /api/v1/callbacks/{callback_id}/claim": Plan("volunteer", on_callback),
         "GET /api/v1/schedule": Plan("supervisor"),
         "GET /api/v1/schedule/on-call": Plan("supervisor"),
         "PUT /api/v1/schedule/{user_id}": Plan("supervisor", on_volunteer),

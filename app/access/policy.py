@@ -34,6 +34,7 @@ class Purpose(StrEnum):
     sign_in = "sign_in"
     webhook_replay = "webhook_replay"
     call_control = "call_control"
+    store_voicemail = "store_voicemail"
 
 
 STAFF_PURPOSES = frozenset(
@@ -53,10 +54,11 @@ SYSTEM_FIELDS: dict[Purpose, frozenset[str]] = {
     Purpose.contact_caller: frozenset({"caller.phone", "case.callback_number"}),
     Purpose.caller_match: frozenset({"caller.phone"}),
     Purpose.code_word_check: frozenset({"case.code_word"}),
-    Purpose.twilio_cleanup: frozenset({"contact.twilio_sid"}),
+    Purpose.twilio_cleanup: frozenset({"contact.twilio_sid", "voicemail.recording_sid"}),
     Purpose.sign_in: frozenset({"user.totp_secret"}),
     Purpose.webhook_replay: frozenset({"call_webhook.reply"}),
     Purpose.call_control: frozenset({"contact.twilio_sid"}),
+    Purpose.store_voicemail: frozenset({"voicemail.recording_sid"}),
 }
 
 

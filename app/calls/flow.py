@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import User
 from app.audit.service import Actor
+from app.callers.models import Caller
 from app.callers.service import find_or_create_caller
 from app.calls.models import Call
-from app.cases.models import Urgency
+from app.cases.models import Case, Urgency
 from app.cases.service import create_case
 from app.contacts.models import Channel, Contact
 from app.contacts.service import create_contact
@@ -115,18 +116,23 @@ async def end_task(app: Any, session: AsyncSession, task: Task, state: str) -> N
     await routing.next_task_for(session, app.state.clock, routing_times(app), "voice")
 
 
+async def volunteer_prompt_language(session: AsyncSession, volunteer_id: Any) -> str:
+    """The first of a volunteer's languages the prompt catalogue speaks (English otherwise)."""
+    from app.calls.prompts import CATALOGUE_LANGUAGES
+
+    volunteer = await session.get(User, volunteer_id)
+    languages = volunteer.language_list if volunteer is not None else []
+    return next((code for code in languages if code in CATALOGUE_LANGUAGES), "en")
+
+
 async def offer_details(session: AsyncSession, offer_id: str) -> tuple[Task, str] | None:
     offer = await session.scalar(select(Offer).where(Offer.public_id == offer_id))
     if offer is None or offer.state != "pending":
         return None
     task = await session.get(Task, offer.task_id)
-    volunteer = await session.get(User, offer.volunteer_id)
-    if task is None or volunteer is None:
+    if task is None:
         return None
-    from app.calls.prompts import CATALOGUE_LANGUAGES
-
-    spoken = next((code for code in volunteer.language_list if code in CATALOGUE_LANGUAGES), "en")
-    return task, spoken
+    return task, await volunteer_prompt_language(session, offer.volunteer_id)
 
 
 async def answer_offer(app: Any, session: AsyncSession, offer_id: str, *, accept: bool) -> Task | None:
@@ -171,3 +177,20 @@ async def caller_hung_up(app: Any, session: AsyncSession, call: Call) -> None:
     if task is None:
         return
     await end_task(app, session, task, "completed" if task.state == TaskState.assigned else "abandoned")
+
+
+async def can_call_back(session: AsyncSession, task: Task) -> bool:
+    """A caller whose number we have and who has not said calling back is unsafe."""
+    if task.case_id is None:
+        return False
+    case = await session.get(Case, task.case_id)
+    if case is None or case.caller_id is None:
+        return False
+    caller = await session.get(Caller, case.caller_id)
+    return caller is not None and caller.safe_to_call is not False
+
+
+async def may_offer_voicemail(session: AsyncSession, task: Task, clock: Any, after_seconds: float) -> bool:
+    """Hold content offers a message once the caller has waited `after_seconds` (and could be called back)."""
+    waited = (clock.now() - task.enqueued_at).total_seconds()
+    return waited >= after_seconds and await can_call_back(session, task)

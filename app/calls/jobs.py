@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import logging
 from typing import Any
 
@@ -9,13 +11,18 @@ from sqlalchemy import select
 
 from app.access.policy import Principal, Purpose
 from app.accounts.models import User
-from app.calls.models import Call
+from app.calls.callbacks import finish_attempt
+from app.calls.models import Call, Callback, CallbackState, Voicemail
 from app.contacts.models import Contact
 from app.jobs.runner import JobContext, PermanentFailure, RetryLater, registry
+from app.jobs.service import enqueue
 from app.routing.models import Offer, Task
+from telephony.rest import NotFound as NotFoundAtTwilio
+from telephony.rest import TelephonyError
 
 log = logging.getLogger("hotline.calls")
 DIALLER = Principal.system("voice-dialler")
+VOICEMAIL_STORE = Principal.system("voicemail-store")
 
 
 def _telephony(ctx: JobContext) -> Any:
@@ -81,4 +88,98 @@ async def dequeue_caller(ctx: JobContext, payload: dict[str, Any]) -> None:
     )
     await client.dequeue_call(
         call.queue_sid, call_sid, f"{settings.public_url}/twilio/voice/connect?task={task.public_id}"
+    )
+
+
+@registry.register("calls.store_voicemail", timeout=60)
+async def store_voicemail(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Download the message, seal it under the case's voicemail key and store it. Its deletion at
+    Twilio is enqueued in the same transaction, so it can only run once the sealed copy is stored."""
+    voicemail = await ctx.session.scalar(select(Voicemail).where(Voicemail.public_id == payload["voicemail"]))
+    if voicemail is None or voicemail.state != "fetching" or voicemail.recording_sid is None:
+        return
+    client = _telephony(ctx)
+    recording_sid = await ctx.services["broker"].reveal_for_system(
+        ctx.session,
+        VOICEMAIL_STORE,
+        voicemail,
+        "recording_sid",
+        purpose=Purpose.store_voicemail,
+        object_type="voicemail",
+        object_id=voicemail.public_id,
+    )
+    try:
+        audio = await client.fetch_recording_audio(recording_sid)
+    except NotFoundAtTwilio as exc:
+        voicemail.state = "failed"
+        raise PermanentFailure("the recording is not at Twilio") from exc
+    except TelephonyError as exc:
+        raise RetryLater(30.0, "recording_unavailable") from exc
+    encoded = base64.b64encode(audio).decode("ascii")
+    await ctx.services["sealer"].seal(ctx.session, voicemail, "audio", encoded)
+    voicemail.audio_type = "audio/wav"
+    voicemail.state = "stored"
+    voicemail.stored_at = ctx.clock.now()
+    await enqueue(
+        ctx.session,
+        ctx.clock,
+        "calls.delete_recording",
+        {"voicemail": voicemail.public_id},
+        dedup_key=f"delete-recording:{voicemail.public_id}",
+        max_attempts=12,
+    )
+
+
+@registry.register("calls.delete_recording", timeout=30)
+async def delete_recording(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Delete a stored voicemail's recording at Twilio (a recording already gone counts as deleted)."""
+    voicemail = await ctx.session.scalar(select(Voicemail).where(Voicemail.public_id == payload["voicemail"]))
+    if voicemail is None or voicemail.deleted_at_twilio is not None or voicemail.recording_sid is None:
+        return
+    if voicemail.audio is None:
+        raise PermanentFailure("refusing to delete a recording whose audio is not stored")
+    client = _telephony(ctx)
+    recording_sid = await ctx.services["broker"].reveal_for_system(
+        ctx.session,
+        VOICEMAIL_STORE,
+        voicemail,
+        "recording_sid",
+        purpose=Purpose.twilio_cleanup,
+        object_type="voicemail",
+        object_id=voicemail.public_id,
+    )
+    with contextlib.suppress(NotFoundAtTwilio):
+        await client.delete_recording(recording_sid)
+    voicemail.deleted_at_twilio = ctx.clock.now()
+
+
+@registry.register("calls.place_callback", timeout=30)
+async def place_callback(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Ring the volunteer who claimed the callback, from the hotline's number; their whisper then
+    dials the caller."""
+    settings = ctx.services["settings"]
+    callback = await ctx.session.scalar(select(Callback).where(Callback.public_id == payload["callback"]))
+    if callback is None or callback.state != CallbackState.claimed or callback.claimed_by_id is None:
+        return
+    volunteer = await ctx.session.get(User, callback.claimed_by_id)
+    if volunteer is None or volunteer.phone is None:
+        await finish_attempt(ctx.session, ctx.clock, callback, "volunteer-unavailable")
+        return
+    client = _telephony(ctx)
+    number = await ctx.services["broker"].reveal_for_system(
+        ctx.session,
+        DIALLER,
+        volunteer,
+        "phone",
+        purpose=Purpose.dial_volunteer,
+        object_type="user",
+        object_id=volunteer.public_id,
+    )
+    base = settings.public_url
+    await client.create_call(
+        to=number,
+        from_=settings.twilio_number,
+        url=f"{base}/twilio/voice/callback-whisper?callback={callback.public_id}",
+        status_callback=f"{base}/twilio/voice/callback-leg-status?callback={callback.public_id}",
+        timeout=int(settings.voice_ring_seconds),
     )

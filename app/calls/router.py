@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.policy import Principal, Purpose
-from app.calls import flow, prompts
+from app.calls import callbacks, flow, prompts
 from app.calls.models import Call, WebhookReply
 from app.contacts.service import sid_hash
 from app.settings import Settings
@@ -37,10 +37,13 @@ from telephony import twiml
 from telephony.payloads import (
     CallRequest,
     CallStatusCallback,
+    DialResult,
     GatherResult,
     IncomingCall,
     QueueExit,
     QueueWait,
+    RecordAction,
+    RecordingStatusCallback,
 )
 
 log = logging.getLogger("hotline.calls")
@@ -300,9 +303,15 @@ async def wait(
         found = await flow.task_by_public_id(session, task)
         if call is not None and event.queue_sid and call.queue_sid != event.queue_sid:
             call.queue_sid = event.queue_sid
-        if found is None or found.escalation_step >= 2 or found.state in ("abandoned", "overflowed"):
+        if found is None or found.state in ("abandoned", "overflowed"):
+            return twiml.leave()
+        if found.escalation_step >= 2 and found.state != "offered":
+            # Past the maximum wait (a volunteer still ringing keeps their chance to answer).
             return twiml.leave()
         position = await flow.queue_position(session, found)
+        offer_message = await flow.may_offer_voicemail(
+            session, found, request.app.state.clock, settings.voicemail_offer_seconds
+        )
         return twiml.hold(
             [
                 prompts.resolve(
@@ -310,6 +319,14 @@ async def wait(
                 )
             ],
             pause_seconds=8,
+            info_prompts=(
+                [prompts.resolve("voicemail_offer", found.language, public_url=settings.public_url)]
+                if offer_message
+                else []
+            ),
+            info_action_url=(
+                f"{settings.public_url}/twilio/voice/wait-choice?task={task}" if offer_message else None
+            ),
         )
 
     def keep_holding() -> str:
@@ -330,14 +347,70 @@ async def wait(
     )
 
 
+@signed.post("/wait-choice")
+async def wait_choice(
+    request: Request,
+    event: Annotated[GatherResult, twilio_webhook(GatherResult)],
+    task: Annotated[str, Query(pattern=r"^TK-[0-9A-Z]{4}-[0-9A-Z]{4}$")],
+) -> Response:
+    """A key pressed during hold content: 1 leaves the queue to record a message (the caller's
+    consent); anything else keeps them waiting in their place."""
+    settings: Settings = request.app.state.settings
+    leave_message = (event.digits or "") == str(prompts.VOICEMAIL_LEAVE_DIGIT)
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        found = await flow.task_by_public_id(session, task)
+        if leave_message and call is not None and found is not None and found.state in ("queued", "offered"):
+            call.state = "voicemail"
+            call.updated_at = request.app.state.clock.now()
+            return twiml.leave()
+        return twiml.hold(
+            [
+                prompts.resolve(
+                    "hold_waiting",
+                    found.language if found else DEFAULT_LANGUAGE,
+                    public_url=settings.public_url,
+                )
+            ],
+            pause_seconds=8,
+        )
+
+    def keep_holding() -> str:
+        return twiml.hold(
+            [prompts.resolve("still_waiting", DEFAULT_LANGUAGE, public_url=settings.public_url)],
+            pause_seconds=8,
+        )
+
+    return await answer(
+        request,
+        call_sid=event.call_sid,
+        step="wait-choice",
+        discriminator=event.digits or "",
+        work=work,
+        store=False,
+        fallback=keep_holding,
+    )
+
+
+def record_message(settings: Settings, task: str, language: str) -> str:
+    url = settings.public_url
+    return twiml.record_voicemail(
+        [prompts.resolve("voicemail_prompt", language, public_url=url)],
+        action_url=f"{url}/twilio/voice/recorded?task={task}",
+        recording_status_callback_url=f"{url}/twilio/voice/recording?task={task}",
+        max_length=settings.voicemail_max_seconds,
+    )
+
+
 @signed.post("/queue-exit")
 async def queue_exit(
     request: Request,
     event: Annotated[QueueExit, twilio_webhook(QueueExit)],
     task: Annotated[str, Query(pattern=r"^TK-[0-9A-Z]{4}-[0-9A-Z]{4}$")],
 ) -> Response:
-    """The Enqueue action: the caller left the queue. Hung up → abandoned; left (overflow) or
-    queue trouble → the overflow line; bridged/redirected (dequeued to a volunteer) → nothing."""
+    """The Enqueue action: the caller left the queue. Hung up → abandoned; chose to leave a message
+    → `<Record>`; past the maximum wait → the overflow line, or without one a message (only for a
+    caller we could call back) or an apology; bridged/redirected (dequeued to a volunteer) → nothing."""
     settings: Settings = request.app.state.settings
     result = event.queue_result
 
@@ -346,16 +419,75 @@ async def queue_exit(
         language = found.language if found else DEFAULT_LANGUAGE
         if result in ("bridged", "redirected", "redirected-from-bridged"):
             return twiml.empty_response()
-        if found is not None:
-            await flow.end_task(
-                request.app, session, found, "abandoned" if result == "hangup" else "overflowed"
-            )
         if result == "hangup":
+            if found is not None:
+                await flow.end_task(request.app, session, found, "abandoned")
             return twiml.empty_response()
+        if found is not None:
+            await flow.end_task(request.app, session, found, "overflowed")
+        wants_message = call is not None and call.state == "voicemail"
+        if found is not None and call is not None and not wants_message and not settings.overflow_number:
+            wants_message = await flow.can_call_back(session, found)
+        if found is not None and wants_message:
+            if call is not None:
+                call.state = "voicemail"
+            return record_message(settings, found.public_id, language)
         return static_overflow(settings, language)
 
     return await answer(
         request, call_sid=event.call_sid, step="queue-exit", discriminator=result or "", work=work
+    )
+
+
+@signed.post("/recorded")
+async def recorded(
+    request: Request,
+    event: Annotated[RecordAction, twilio_webhook(RecordAction)],
+    task: Annotated[str, Query(pattern=r"^TK-[0-9A-Z]{4}-[0-9A-Z]{4}$")],
+) -> Response:
+    """The `<Record>` action: the message is noted (its audio follows by the recording status
+    callback), a callback opened, and the caller thanked."""
+    settings: Settings = request.app.state.settings
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        found = await flow.task_by_public_id(session, task)
+        language = found.language if found else DEFAULT_LANGUAGE
+        if call is not None:
+            state = request.app.state
+            voicemail = await callbacks.voicemail_for_call(
+                session, state.sealer, state.clock, call, event.recording_sid
+            )
+            await callbacks.open_callback(session, state.clock, call, voicemail)
+        return twiml.hangup([prompts.resolve("goodbye", language, public_url=settings.public_url)])
+
+    return await answer(request, call_sid=event.call_sid, step="recorded", discriminator="", work=work)
+
+
+@signed.post("/recording")
+async def recording(
+    request: Request,
+    event: Annotated[RecordingStatusCallback, twilio_webhook(RecordingStatusCallback)],
+    task: Annotated[str, Query(pattern=r"^TK-[0-9A-Z]{4}-[0-9A-Z]{4}$")],
+) -> Response:
+    """The recording status callback: audio ready → a job fetches, seals and stores it, then
+    deletes it at Twilio; nothing recorded → noted. The callback is opened either way."""
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        if call is not None:
+            state = request.app.state
+            voicemail = await callbacks.recording_finished(
+                session, state.sealer, state.clock, call, event.recording_sid, event.recording_status
+            )
+            await callbacks.open_callback(session, state.clock, call, voicemail)
+        return twiml.empty_response()
+
+    return await answer(
+        request,
+        call_sid=event.call_sid or "",
+        step="recording",
+        discriminator=event.recording_status,
+        work=work,
+        fallback=twiml.empty_response,
     )
 
 
@@ -472,6 +604,174 @@ async def status(
         request,
         call_sid=event.call_sid,
         step="status",
+        discriminator=str(event.sequence_number or event.call_status),
+        work=work,
+        fallback=twiml.empty_response,
+    )
+
+
+CALLBACK_ID = r"^CB-[0-9A-Z]{4}-[0-9A-Z]{4}$"
+
+
+@signed.post("/callback-whisper")
+async def callback_whisper(
+    request: Request,
+    event: Annotated[CallRequest, twilio_webhook(CallRequest)],
+    callback: Annotated[str, Query(pattern=CALLBACK_ID)],
+) -> Response:
+    """The claiming volunteer answered: "Callback, Spanish — press 1" before the caller is dialled."""
+    settings: Settings = request.app.state.settings
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        found = await callbacks.callback_by_public_id(session, callback)
+        if found is None or found.state != "claimed" or found.claimed_by_id is None:
+            return twiml.hangup()
+        volunteer_language = await flow.volunteer_prompt_language(session, found.claimed_by_id)
+        return twiml.whisper(
+            [
+                prompts.resolve(
+                    "whisper",
+                    volunteer_language,
+                    public_url=settings.public_url,
+                    channel="callback",
+                    caller_language=found.language,
+                    emergency=found.emergency,
+                )
+            ],
+            action_url=f"{settings.public_url}/twilio/voice/callback-answer?callback={callback}",
+        )
+
+    return await answer(
+        request,
+        call_sid=event.call_sid,
+        step="callback-whisper",
+        discriminator=callback,
+        work=work,
+        fallback=twiml.hangup,
+    )
+
+
+@signed.post("/callback-answer")
+async def callback_answer(
+    request: Request,
+    event: Annotated[GatherResult, twilio_webhook(GatherResult)],
+    callback: Annotated[str, Query(pattern=CALLBACK_ID)],
+) -> Response:
+    """1 → dial the caller from the hotline's number (a machine is screened out unless the caller
+    said a voicemail is safe); anything else hands the callback back for someone else."""
+    settings: Settings = request.app.state.settings
+    pressed = (event.digits or "") == str(prompts.WHISPER_ACCEPT_DIGIT)
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        state = request.app.state
+        found = await callbacks.callback_by_public_id(session, callback)
+        if found is None or found.state != "claimed":
+            return twiml.hangup()
+        if not pressed:
+            await callbacks.finish_attempt(session, state.clock, found, "volunteer-unavailable")
+            return twiml.hangup()
+        target = await callbacks.dial_target(session, state.broker, found)
+        if target is None:
+            await callbacks.finish_attempt(session, state.clock, found, "unsafe")
+            return twiml.hangup()
+        number, screen_machines = target
+        base = settings.public_url
+        return twiml.dial_number(
+            number,
+            caller_id=settings.twilio_number or number,
+            action_url=f"{base}/twilio/voice/callback-result?callback={callback}",
+            whisper_url=f"{base}/twilio/voice/callback-screen?callback={callback}",
+            timeout=int(settings.voice_ring_seconds),
+            machine_detection=screen_machines,
+        )
+
+    return await answer(
+        request,
+        call_sid=event.call_sid,
+        step="callback-answer",
+        discriminator=callback,
+        work=work,
+        fallback=twiml.hangup,
+    )
+
+
+@signed.post("/callback-screen")
+async def callback_screen(
+    request: Request,
+    event: Annotated[CallRequest, twilio_webhook(CallRequest)],
+    callback: Annotated[str, Query(pattern=CALLBACK_ID)],
+) -> Response:
+    """The caller's phone answered. A machine, when the caller has not said a voicemail is safe,
+    is hung up on before anything is said; a person is connected to the volunteer."""
+    answered_by = event.answered_by or ""
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        found = await callbacks.callback_by_public_id(session, callback)
+        if found is None or found.state != "claimed":
+            return twiml.hangup()
+        machine = answered_by.startswith("machine") or answered_by == "fax"
+        if machine and not await callbacks.voicemail_is_safe(session, found):
+            await callbacks.finish_attempt(session, request.app.state.clock, found, "machine")
+            return twiml.hangup()
+        return twiml.empty_response()
+
+    return await answer(
+        request,
+        call_sid=event.call_sid,
+        step="callback-screen",
+        discriminator=callback,
+        work=work,
+        fallback=twiml.hangup,
+    )
+
+
+@signed.post("/callback-result")
+async def callback_result(
+    request: Request,
+    event: Annotated[DialResult, twilio_webhook(DialResult)],
+    callback: Annotated[str, Query(pattern=CALLBACK_ID)],
+) -> Response:
+    """The dial to the caller ended: answered and bridged → done; otherwise tried again later."""
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        found = await callbacks.callback_by_public_id(session, callback)
+        if found is not None:
+            status = event.dial_call_status
+            outcome = "answered" if status == "completed" and event.dial_bridged is not False else status
+            if outcome == "completed":
+                outcome = "no-answer"  # answered but never bridged (screened or hung up at once)
+            await callbacks.finish_attempt(session, request.app.state.clock, found, outcome)
+        return twiml.hangup()
+
+    return await answer(
+        request, call_sid=event.call_sid, step="callback-result", discriminator=callback, work=work
+    )
+
+
+@signed.post("/callback-leg-status")
+async def callback_leg_status(
+    request: Request,
+    event: Annotated[CallStatusCallback, twilio_webhook(CallStatusCallback)],
+    callback: Annotated[str, Query(pattern=CALLBACK_ID)],
+) -> Response:
+    """The volunteer's own leg ended: if they never took it (no answer, busy), it goes back to open."""
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        found = await callbacks.callback_by_public_id(session, callback)
+        if found is not None and event.call_status in (
+            "no-answer",
+            "busy",
+            "failed",
+            "canceled",
+            "completed",
+        ):
+            await callbacks.finish_attempt(session, request.app.state.clock, found, "volunteer-unavailable")
+        return twiml.empty_response()
+
+    return await answer(
+        request,
+        call_sid=event.call_sid,
+        step="callback-leg-status",
         discriminator=str(event.sequence_number or event.call_status),
         work=work,
         fallback=twiml.empty_response,

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.accounts.models import User
 from app.audit import service as audit
 from app.audit.service import Actor
+from app.cases.models import Case
 from app.clock import Clock
 from app.jobs.service import enqueue
 from app.publicid import new_public_id
@@ -262,6 +263,12 @@ async def accept(session: AsyncSession, clock: Clock, offer: Offer) -> Task | No
     task.state = TaskState.assigned
     task.assigned_to_id = offer.volunteer_id
     task.assigned_at = now
+    if task.case_id is not None:
+        # The volunteer who took the contact holds its case (unless it already has someone).
+        case = await session.get(Case, task.case_id)
+        if case is not None and case.assignee_id is None:
+            case.assignee_id = offer.volunteer_id
+            case.updated_at = now
     audit.record(
         session,
         clock,
@@ -399,3 +406,14 @@ async def next_task_for(
         if offer is not None:
             return offer
     return None
+
+
+async def offer_waiting_work(
+    session: AsyncSession, clock: Clock, times: RoutingTimes, *, limit: int = 10
+) -> int:
+    """Someone became free (came on, went available): offer queued contacts until nobody takes more."""
+    made = 0
+    for channel in ("voice", "chat"):
+        while made < limit and await next_task_for(session, clock, times, channel) is not None:
+            made += 1
+    return made

@@ -20,6 +20,7 @@ from app.accounts.models import User, UserStatus
 from app.cases.schemas import PublicId
 from app.db.session import DbSession
 from app.errors import InvalidInput, NotFound
+from app.routing.service import RoutingTimes, offer_waiting_work
 from app.volunteers import service
 from app.volunteers.models import OverrideKind, PresenceState, Shift, ShiftOverride
 from app.volunteers.schemas import (
@@ -138,6 +139,9 @@ async def put_availability(
         chat_capacity=body.chat_capacity,
         actor=staff.principal.actor,
     )
+    if view.state == PresenceState.available:
+        # Callers may be waiting for exactly this volunteer: offer them now, not on the next event.
+        await offer_waiting_work(db, auth.clock, RoutingTimes.from_settings(auth.settings))
     return availability_out(view)
 
 

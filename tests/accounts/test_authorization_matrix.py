@@ -207,6 +207,65 @@ async def repeat_contact(app: FastAPI, world: World, role: str) -> dict[str, Any
     return {"json": {"contact": contact.public_id, "code_word": "wrong-word"}}
 
 
+async def offer_to_assigned(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    """A fresh pending chat offer to the "assigned" volunteer (nobody else's to answer)."""
+    from app.routing.models import Offer, Task
+
+    async with app.state.database.sessionmaker() as session, session.begin():
+        owner = (
+            await session.scalars(select(User).where(User.public_id == world.callers["assigned"].user_id))
+        ).one()
+        now = app.state.clock.now()
+        task = Task(
+            public_id=new_public_id("TK"), channel="chat", language="es", state="offered", enqueued_at=now
+        )
+        session.add(task)
+        await session.flush()
+        offer = Offer(
+            public_id=new_public_id("OF"),
+            task_id=task.id,
+            volunteer_id=owner.id,
+            channel="chat",
+            state="pending",
+            created_at=now,
+            expires_at=now + timedelta(seconds=30),
+        )
+        session.add(offer)
+    return {"offer_id": offer.public_id}
+
+
+async def open_callback(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    """A fresh open callback on an unassigned case; volunteers get a verified phone so they may claim."""
+    from app.callers.service import find_or_create_caller
+    from app.calls.models import Callback
+
+    async with app.state.database.sessionmaker() as session:
+        caller, _ = await find_or_create_caller(
+            session, app.state.sealer, app.state.broker, app.state.clock, "+12025550148"
+        )
+        await session.commit()
+    async with app.state.database.sessionmaker() as session, session.begin():
+        case = await create_case(
+            session, app.state.sealer, app.state.clock, actor=SETUP, language="es", caller=caller
+        )
+        callback = Callback(
+            public_id=new_public_id("CB"),
+            case_id=case.id,
+            language="es",
+            state="open",
+            created_at=app.state.clock.now(),
+        )
+        session.add(callback)
+        if world.callers[role].user_id is not None:
+            user = (
+                await session.scalars(select(User).where(User.public_id == world.callers[role].user_id))
+            ).one()
+            if user.phone is None:
+                await app.state.sealer.seal(session, user, "phone", "+12125550181")
+                user.phone_verified_at = app.state.clock.now()
+    return {"callback_id": callback.public_id}
+
+
 BAD_TOKEN = {"token": "x" * 43}
 
 MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
@@ -278,6 +337,11 @@ MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
         expect(401, 422, 422, 403, 403, 403),
     ),
     ("GET", "/api/v1/schedule"): (nothing, expect(401, 200, 200, 200, 200, 200)),
+    ("GET", "/api/v1/offers"): (nothing, expect(401, 200, 200, 403, 403, 403)),
+    ("POST", "/api/v1/offers/{offer_id}/accept"): (offer_to_assigned, expect(401, 200, 404, 403, 403, 403)),
+    ("POST", "/api/v1/offers/{offer_id}/decline"): (offer_to_assigned, expect(401, 200, 404, 403, 403, 403)),
+    ("GET", "/api/v1/callbacks"): (nothing, expect(401, 200, 200, 403, 403, 403)),
+    ("POST", "/api/v1/callbacks/{callback_id}/claim"): (open_callback, expect(401, 200, 200, 403, 403, 403)),
     ("GET", "/api/v1/schedule/on-call"): (nothing, expect(401, 403, 403, 200, 200, 403)),
     ("PUT", "/api/v1/schedule/{user_id}"): (
         for_schedule_target({"shifts": [{"weekday": "sat", "start": "22:00", "duration_minutes": 480}]}),
@@ -421,6 +485,8 @@ async def test_authorization_matrix(app: FastAPI, client: httpx.AsyncClient) -> 
                 user_id=request.get("user_id", "U-2222-2222"),
                 grant_id=request.get("grant_id", "BG-2222-2222"),
                 override_id=request.get("override_id", "SO-2222-2222"),
+                offer_id=request.get("offer_id", "OF-2222-2222"),
+                callback_id=request.get("callback_id", "CB-2222-2222"),
             )
             response = await http.request(method, path, json=request.get("json"), headers=headers)
             if response.status_code != expected[role]:

@@ -3,82 +3,17 @@ from the jobs runner, a volunteer who presses 1, and the caller bridged in the t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from app.clock import SystemClock
-from app.db.engine import Database
-from app.main import create_app
-from app.routing.models import Offer, Task, TaskState
-from app.volunteers.models import PresenceState
-from app.volunteers.service import WeeklyShift, replace_shifts, set_availability
-from telephony.fake import CallSimulator, FakeTwilio, NumberConfig, Party
-from tests.support.factories import SETUP, Services, make_user
+from app.routing.models import TaskState
+from telephony.fake import CallSimulator, FakeTwilio, Party
+from tests.support.voice import HOTLINE, offers, on_call_volunteer, settled_task
 
-HOTLINE = "+12125550199"
-PUBLIC_URL = "https://hotline.test"
 CALLER = "+12025550147"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTwilio]:
-    with FakeTwilio() as running:
-        running.configure_number(NumberConfig.hotline(HOTLINE, PUBLIC_URL))
-        yield running
-
-
-@pytest.fixture
-async def live_app(fake: FakeTwilio, make_settings: Any, database: Database) -> AsyncIterator[FastAPI]:
-    settings = make_settings(
-        public_url=PUBLIC_URL,
-        twilio_account_sid=fake.account_sid,
-        twilio_auth_token=fake.auth_token,
-        twilio_api_url=fake.base_url,
-        twilio_number=HOTLINE,
-        jobs_enabled=True,
-        jobs_poll_seconds=0.05,
-    )
-    # Real time: the simulator's calls ring and wait in (scaled) real time.
-    app = create_app(settings, clock=SystemClock(), database=database, run_jobs=True)
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-async def settled_task(app: FastAPI, state: TaskState, timeout: float = 10.0) -> Task:
-    """The single task once it reaches `state` (status callbacks may land just after the call)."""
-    import asyncio
-
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        async with app.state.database.sessionmaker() as session:
-            task = (await session.scalars(select(Task))).one()
-        if task.state == state or asyncio.get_running_loop().time() > deadline:
-            return task
-        await asyncio.sleep(0.1)
-
-
-async def on_call_volunteer(app: FastAPI, phone: str, languages: str) -> str:
-    services = Services(
-        app.state.database,
-        app.state.clock,
-        app.state.keys.material,
-        app.state.keys,
-        app.state.sealer,
-        app.state.broker,
-    )
-    async with app.state.database.sessionmaker() as session, session.begin():
-        user = await make_user(session, services, languages=languages, phone=phone)
-        user.phone_verified_at = datetime.now(UTC)
-        await replace_shifts(
-            session, app.state.clock, user, [WeeklyShift(d, 0, 1440) for d in range(7)], actor=SETUP
-        )
-        await set_availability(session, app.state.clock, user, state=PresenceState.available, actor=SETUP)
-        return user.public_id
 
 
 async def test_a_spanish_caller_reaches_a_spanish_speaking_volunteer(
@@ -104,19 +39,6 @@ async def test_a_spanish_caller_reaches_a_spanish_speaking_volunteer(
     task = await settled_task(live_app, TaskState.completed)
     assert task.language == "es" and task.state == TaskState.completed
     assert [state for _, state in await offers(live_app)] == ["accepted"]
-
-
-async def offers(app: FastAPI) -> list[tuple[str, str]]:
-    """(volunteer public id, offer state) in offer order."""
-    from app.accounts.models import User
-
-    async with app.state.database.sessionmaker() as session:
-        rows = await session.execute(
-            select(User.public_id, Offer.state)
-            .join(User, User.id == Offer.volunteer_id)
-            .order_by(Offer.created_at)
-        )
-        return [(row[0], row[1]) for row in rows]
 
 
 @pytest.mark.parametrize("first_answer", ["voicemail", "declines"])
