@@ -100,4 +100,11 @@ ALLOWED_PLAINTEXT: dict[tuple[str, str], str] = {
     ("call_webhook_replies", "call_sid_hash"): _HASH,
     ("call_webhook_replies", "step"): _ID,
     ("call_webhook_replies", "discriminator"): "an attempt counter or Twilio's QueueTime/SequenceNumber",
+    ("voicemails", "public_id"): _ID,
+    ("voicemails", "state"): _ID,
+    ("voicemails", "audio_type"): "a MIME type (audio/wav)",
+    ("callbacks", "public_id"): _ID,
+    ("callbacks", "language"): _ID,
+    ("callbacks", "state"): _ID,
+    ("callbacks", "outcome"): "a fixed outcome word (answered, no-answer, machine…)",
 }

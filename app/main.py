@@ -175,6 +175,7 @@ def create_app(
                 clock,
                 lease_seconds=settings.jobs_lease_seconds,
                 poll_seconds=settings.jobs_poll_seconds,
+                batch_size=settings.jobs_concurrency,
                 services=app.state.services,
             )
             app.state.job_runner = runner

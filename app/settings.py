@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     # Jobs runner: polling period, lease length and retry ceiling for durable background jobs.
     jobs_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     jobs_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
+    # Jobs each worker claims and runs at once (REST calls to Twilio overlap under a surge).
+    jobs_concurrency: int = Field(default=10, ge=1, le=64)
     jobs_max_attempts: int = Field(default=8, ge=1, le=100)
     jobs_enabled: bool = True
     # Staff sessions: idle and absolute lifetimes, TOTP step-up validity, break-glass grants.

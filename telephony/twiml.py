@@ -56,6 +56,7 @@ __all__ = [
     "leave",
     "message_reply",
     "overflow_fallback",
+    "pause_then_redirect",
     "record_voicemail",
     "redirect",
     "sanitize_text",
@@ -459,6 +460,15 @@ def record_voicemail(
         recording_status_callback_event="completed absent",
         transcribe=False,
     )
+    return _render(response, "voice")
+
+
+def pause_then_redirect(seconds: int, url: str) -> str:
+    """Silence for ``seconds``, then continue with the TwiML at ``url`` (a short wait for our own
+    work to finish, e.g. an acceptance still being recorded)."""
+    response = VoiceResponse()
+    response.pause(length=_check_seconds(seconds, what="seconds", maximum=60))
+    response.redirect(_check_url(url, what="url"), method="POST")
     return _render(response, "voice")
 
 

@@ -57,7 +57,7 @@ SYSTEM_FIELDS: dict[Purpose, frozenset[str]] = {
     Purpose.twilio_cleanup: frozenset({"contact.twilio_sid", "voicemail.recording_sid"}),
     Purpose.sign_in: frozenset({"user.totp_secret"}),
     Purpose.webhook_replay: frozenset({"call_webhook.reply"}),
-    Purpose.call_control: frozenset({"contact.twilio_sid"}),
+    Purpose.call_control: frozenset({"contact.twilio_sid", "offer.leg_sid"}),
     Purpose.store_voicemail: frozenset({"voicemail.recording_sid"}),
 }
 

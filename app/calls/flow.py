@@ -8,6 +8,7 @@ volunteer, dequeuing the caller) are jobs.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -23,10 +24,13 @@ from app.cases.service import create_case
 from app.contacts.models import Channel, Contact
 from app.contacts.service import create_contact
 from app.jobs.service import enqueue
+from app.publicid import derived_public_id
 from app.routing import service as routing
-from app.routing.models import Offer, Task, TaskState
+from app.routing.models import Offer, OfferState, Task, TaskState
 
 QUEUE_NAME = "hotline"
+# An accepted caller not in the conference this long after the volunteer pressed 1 is offered again.
+CONNECT_GRACE_SECONDS = 45
 VOICE_FLOW = Actor("system:voice")
 
 
@@ -43,6 +47,7 @@ async def start_contact(
     emergency: bool,
     call_sid: str,
     from_number: str | None,
+    task_public_id: str | None = None,
 ) -> Task:
     """Caller, case, contact and task for a call that is about to be queued (idempotent per call)."""
     if call.task_id is not None:
@@ -87,12 +92,19 @@ async def start_contact(
         contact_id=contact.id,
         case_id=case.id,
         drill=call.drill,
+        public_id=task_public_id,
     )
     call.case_id, call.contact_id, call.task_id = case.id, contact.id, task.id
     call.language, call.emergency, call.state = language, emergency, "queued"
     call.updated_at = clock.now()
     await routing.route(session, clock, times, task)
     return task
+
+
+def task_public_id_for(keys: Any, call_sid: str) -> str:
+    """The task id of a call, fixed by its CallSid (keyed): every replay of the enqueue step, and an
+    answer given before the database work finished, name the same task."""
+    return derived_public_id("TK", keys.material.keyed_hasher().hash("voice.task", call_sid.encode()))
 
 
 async def task_by_public_id(session: AsyncSession, public_id: str) -> Task | None:
@@ -150,6 +162,14 @@ async def answer_offer(app: Any, session: AsyncSession, offer_id: str, *, accept
     await enqueue(
         session,
         clock,
+        "calls.check_connected",
+        {"task": task.public_id},
+        run_at=clock.now() + timedelta(seconds=CONNECT_GRACE_SECONDS),
+        dedup_key=f"check-connected:{offer.public_id}",
+    )
+    await enqueue(
+        session,
+        clock,
         "calls.dequeue_caller",
         {"task": task.public_id},
         dedup_key=f"dequeue:{task.public_id}",
@@ -159,13 +179,23 @@ async def answer_offer(app: Any, session: AsyncSession, offer_id: str, *, accept
 
 
 async def volunteer_leg_ended(app: Any, session: AsyncSession, offer_id: str, call_status: str) -> None:
-    """A volunteer leg ended; if its offer is still pending, nobody accepted on it."""
+    """A volunteer leg ended; if its offer is still pending, nobody accepted on it. If they had
+    accepted but their caller never reached them, the caller is offered to someone else."""
     clock, times = app.state.clock, routing_times(app)
     offer = await session.scalar(select(Offer).where(Offer.public_id == offer_id))
-    if offer is None or offer.state != "pending":
+    if offer is None:
+        return
+    if offer.state == OfferState.accepted and call_status in ("completed", "busy", "failed", "no-answer"):
+        task = await session.get(Task, offer.task_id)
+        call = await session.scalar(select(Call).where(Call.task_id == offer.task_id))
+        if task is not None and task.assigned_to_id == offer.volunteer_id and call is not None:
+            if call.state != "connected":
+                await routing.requeue(session, clock, times, task)
+        return
+    if offer.state != OfferState.pending:
         return
     if call_status in ("no-answer", "canceled"):
-        await routing.expire(session, clock, times, offer)
+        await routing.expire(session, clock, times, offer, rang_out=True)
     elif call_status in ("busy", "failed", "completed"):
         await routing.decline(session, clock, times, offer)
 
@@ -176,7 +206,35 @@ async def caller_hung_up(app: Any, session: AsyncSession, call: Call) -> None:
     task = await session.get(Task, call.task_id)
     if task is None:
         return
+    if task.state == TaskState.assigned and call.state != "connected":
+        # Accepted, but the caller left before reaching the conference: free the volunteer.
+        await release_volunteer_legs(session, app.state.clock, task)
+        await end_task(app, session, task, "abandoned")
+        return
     await end_task(app, session, task, "completed" if task.state == TaskState.assigned else "abandoned")
+
+
+async def remember_leg(app: Any, session: AsyncSession, offer_id: str, leg_sid: str) -> None:
+    """Keep the volunteer's leg (sealed) so it can be hung up if the caller never arrives."""
+    offer = await session.scalar(select(Offer).where(Offer.public_id == offer_id))
+    if offer is not None and offer.leg_sid is None:
+        await app.state.sealer.seal(session, offer, "leg_sid", leg_sid)
+
+
+async def release_volunteer_legs(session: AsyncSession, clock: Any, task: Task) -> None:
+    """Hang up the leg of each volunteer who accepted this task (a job: REST calls never run here)."""
+    accepted = await session.scalars(
+        select(Offer.public_id).where(Offer.task_id == task.id, Offer.state == OfferState.accepted)
+    )
+    for offer_id in accepted:
+        await enqueue(
+            session,
+            clock,
+            "calls.release_volunteer",
+            {"offer": offer_id},
+            dedup_key=f"release:{offer_id}",
+            max_attempts=5,
+        )
 
 
 async def can_call_back(session: AsyncSession, task: Task) -> bool:
@@ -194,3 +252,19 @@ async def may_offer_voicemail(session: AsyncSession, task: Task, clock: Any, aft
     """Hold content offers a message once the caller has waited `after_seconds` (and could be called back)."""
     waited = (clock.now() - task.enqueued_at).total_seconds()
     return waited >= after_seconds and await can_call_back(session, task)
+
+
+async def accepted_task(app: Any, session: AsyncSession, offer_id: str) -> Task | str | None:
+    """After a slow press of 1: the task if the offer was accepted, "pending" while the acceptance
+    may still be on its way, None if it did not stand (expired, taken by someone else)."""
+    offer = await session.scalar(select(Offer).where(Offer.public_id == offer_id))
+    if offer is None:
+        return None
+    if offer.state == OfferState.pending:
+        return "pending"
+    if offer.state != OfferState.accepted:
+        return None
+    task = await session.get(Task, offer.task_id)
+    if task is None or task.assigned_to_id != offer.volunteer_id or task.state != TaskState.assigned:
+        return None
+    return task

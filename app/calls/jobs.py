@@ -5,20 +5,24 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import select
 
-from app.access.policy import Principal, Purpose
+from app.access.policy import Principal, Purpose, system_may_open
 from app.accounts.models import User
 from app.calls.callbacks import finish_attempt
+from app.calls.flow import caller_hung_up, release_volunteer_legs
 from app.calls.models import Call, Callback, CallbackState, Voicemail
 from app.contacts.models import Contact
 from app.jobs.runner import JobContext, PermanentFailure, RetryLater, registry
 from app.jobs.service import enqueue
-from app.routing.models import Offer, Task
+from app.routing.models import Offer, Task, TaskState
+from app.routing.service import RoutingTimes, offer_rang, requeue
+from telephony.rest import CallNotInProgress, TelephonyError
 from telephony.rest import NotFound as NotFoundAtTwilio
-from telephony.rest import TelephonyError
 
 log = logging.getLogger("hotline.calls")
 DIALLER = Principal.system("voice-dialler")
@@ -60,6 +64,8 @@ async def dial_volunteer(ctx: JobContext, payload: dict[str, Any]) -> None:
         status_callback=f"{base}/twilio/voice/leg-status?offer={offer.public_id}",
         timeout=int(settings.voice_ring_seconds),
     )
+    # After the REST call, so no write lock is held while Twilio answers (SQLite).
+    await offer_rang(ctx.session, ctx.clock, RoutingTimes.from_settings(settings), offer)
 
 
 @registry.register("calls.dequeue_caller", timeout=30)
@@ -183,3 +189,103 @@ async def place_callback(ctx: JobContext, payload: dict[str, Any]) -> None:
         status_callback=f"{base}/twilio/voice/callback-leg-status?callback={callback.public_id}",
         timeout=int(settings.voice_ring_seconds),
     )
+
+
+@registry.register("calls.check_connected", timeout=30)
+async def check_connected(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """A volunteer accepted, but the caller never reached the conference (the dequeue failed, or
+    the accepting leg's answer was lost): free the volunteer and, if the caller is still queued,
+    offer them to someone else."""
+    task = await ctx.session.scalar(select(Task).where(Task.public_id == payload["task"]))
+    if task is None or task.state != TaskState.assigned:
+        return
+    call = await ctx.session.scalar(select(Call).where(Call.task_id == task.id))
+    if call is None or call.state == "connected":
+        return
+    log.warning("accepted caller never connected", extra={"task": task.public_id})
+    await release_volunteer_legs(ctx.session, ctx.clock, task)
+    await requeue(ctx.session, ctx.clock, RoutingTimes.from_settings(ctx.services["settings"]), task)
+
+
+@registry.register("calls.release_volunteer", timeout=30)
+async def release_volunteer(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Hang up a volunteer's leg whose caller will not arrive (a leg already gone counts as done)."""
+    offer = await ctx.session.scalar(select(Offer).where(Offer.public_id == payload["offer"]))
+    if offer is None or offer.leg_sid is None:
+        return
+    client = _telephony(ctx)
+    leg_sid = await ctx.services["broker"].reveal_for_system(
+        ctx.session,
+        DIALLER,
+        offer,
+        "leg_sid",
+        purpose=Purpose.call_control,
+        object_type="offer",
+        object_id=offer.public_id,
+    )
+    with contextlib.suppress(NotFoundAtTwilio, CallNotInProgress):
+        await client.hang_up_call(leg_sid)
+
+
+FINAL_CALL_STATES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+RECONCILE_AFTER_SECONDS = 120
+RECONCILER = Principal.system("voice-reconciler")
+
+
+@registry.register("calls.reconcile", timeout=120)
+async def reconcile(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """The safety net for a status callback whose work was lost (its webhook failed outright):
+    ask Twilio about every voice contact still open after a while, and end those whose caller is
+    gone — freeing their volunteer's seat. One audited batch reveal of the CallSids per round."""
+    client = ctx.services.get("telephony")
+    if client is None:
+        return
+    cutoff = ctx.clock.now() - timedelta(seconds=RECONCILE_AFTER_SECONDS)
+    rows = (
+        await ctx.session.execute(
+            select(Task, Contact)
+            .join(Contact, Contact.id == Task.contact_id)
+            .where(
+                Task.channel == "voice",
+                Task.state.in_([TaskState.queued, TaskState.offered, TaskState.assigned]),
+                Task.enqueued_at < cutoff,
+            )
+            .order_by(Task.enqueued_at)
+            .limit(50)
+        )
+    ).all()
+    if not rows:
+        return
+    if not system_may_open(RECONCILER, Purpose.call_control, {"contact.twilio_sid"}):
+        raise PermanentFailure("policy does not allow call control")
+    sids = await ctx.services["broker"].reveal_rows(
+        ctx.session,
+        RECONCILER,
+        [contact for _, contact in rows],
+        "twilio_sid",
+        purpose=Purpose.call_control,
+        action="system.reveal",
+        object_type="contact",
+        object_id="reconcile",
+    )
+    ended = []
+    for (task, _contact), sid in zip(rows, sids, strict=True):
+        if not sid:
+            continue
+        try:
+            status = (await client.fetch_call(sid)).status
+        except NotFoundAtTwilio:
+            status = "completed"  # deleted at Twilio: long over
+        except TelephonyError:
+            continue  # Twilio unreachable: next round
+        if status in FINAL_CALL_STATES:
+            ended.append(task.id)
+    env = SimpleNamespace(state=SimpleNamespace(clock=ctx.clock, settings=ctx.services["settings"]))
+    for task_id in ended:
+        call = await ctx.session.scalar(select(Call).where(Call.task_id == task_id))
+        if call is not None:
+            log.warning("voice contact ended without its status callback", extra={"call_state": call.state})
+            await caller_hung_up(env, ctx.session, call)
+
+
+registry.every("calls.reconcile", lambda services: 60.0)

@@ -56,6 +56,8 @@ DEFAULT_LANGUAGE = "en"
 MAX_MENU_ATTEMPTS = 3
 REPLAYER = Principal.system("webhook-replay")
 TWIML = "application/xml"
+# How long a queued caller holds for a task still being created before going to overflow.
+TASK_GRACE_SECONDS = 30
 
 
 def twiml_response(xml: str) -> Response:
@@ -119,11 +121,16 @@ async def answer(
     language: str | None = None,
     store: bool = True,
     fallback: Callable[[], str] | None = None,
+    slow: Callable[[], str] | None = None,
 ) -> Response:
     """Run `work` under the deadline, store its TwiML for replays, or fall back to static TwiML.
 
     The work runs as its own task: at the deadline the caller is answered at once, and the task is
-    cancelled and left to unwind in the background (a rollback can itself wait on a lock).
+    cancelled and left to unwind in the background (a rollback can itself wait on a lock). With
+    `slow`, a step whose answer is known in advance (the enqueue step names a task derived from the
+    CallSid) is answered with `slow()` instead and its work is left to finish: under a surge the
+    database is slow, not gone, and cancelling could land after a commit, leaving state the caller
+    was never told about. Only an error inside the work falls back to `fallback` / static overflow.
     """
     settings: Settings = request.app.state.settings
     task = asyncio.create_task(
@@ -134,6 +141,11 @@ async def answer(
         return twiml_response(task.result())
     if task in done:
         error = type(task.exception()).__name__
+    elif slow is not None:
+        _stragglers.add(task)
+        task.add_done_callback(_finish_straggler)
+        log.warning("voice webhook answered before its work finished", extra={"step": step})
+        return twiml_response(slow())
     else:
         error = "DeadlineExceeded"
         task.cancel()
@@ -141,6 +153,15 @@ async def answer(
         task.add_done_callback(_stragglers.discard)
     log.error("voice webhook fell back to static TwiML", extra={"step": step, "error": error})
     return twiml_response(fallback() if fallback is not None else static_overflow(settings, language))
+
+
+def _finish_straggler(task: asyncio.Task[str]) -> None:
+    _stragglers.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "voice webhook work failed after its answer",
+            extra={"error": type(task.exception()).__name__},
+        )
 
 
 async def _answer(
@@ -261,6 +282,15 @@ async def emergency(
     code = language if language in MENU_LANGUAGES else DEFAULT_LANGUAGE
     urgent = (event.digits or "") == "9"
 
+    planned = flow.task_public_id_for(request.app.state.keys, event.call_sid)
+
+    def queued(task_id: str) -> str:
+        return twiml.enqueue(
+            flow.QUEUE_NAME,
+            wait_url=f"{settings.public_url}/twilio/voice/wait?language={code}&task={task_id}",
+            action_url=f"{settings.public_url}/twilio/voice/queue-exit?task={task_id}",
+        )
+
     async def work(session: AsyncSession, call: Call | None) -> str:
         if call is None:
             raise LookupError("no call row for this CallSid")
@@ -272,12 +302,9 @@ async def emergency(
             emergency=urgent,
             call_sid=event.call_sid,
             from_number=event.from_ or None,
+            task_public_id=planned,
         )
-        return twiml.enqueue(
-            flow.QUEUE_NAME,
-            wait_url=f"{settings.public_url}/twilio/voice/wait?task={task.public_id}",
-            action_url=f"{settings.public_url}/twilio/voice/queue-exit?task={task.public_id}",
-        )
+        return queued(task.public_id)
 
     return await answer(
         request,
@@ -286,6 +313,7 @@ async def emergency(
         discriminator=str(attempt),
         work=work,
         language=code,
+        slow=lambda: queued(planned),
     )
 
 
@@ -294,15 +322,23 @@ async def wait(
     request: Request,
     event: Annotated[QueueWait, twilio_webhook(QueueWait)],
     task: Annotated[str, Query(pattern=r"^TK-[0-9A-Z]{4}-[0-9A-Z]{4}$")],
+    language: Annotated[str, Query(pattern=r"^[a-z]{2,3}$")] = DEFAULT_LANGUAGE,
 ) -> Response:
     """The waitUrl, polled while the caller holds: fresh content each time (our position), or
     `<Leave/>` once the task has escalated to overflow."""
     settings: Settings = request.app.state.settings
+    spoken = language if language in MENU_LANGUAGES else DEFAULT_LANGUAGE
 
     async def work(session: AsyncSession, call: Call | None) -> str:
         found = await flow.task_by_public_id(session, task)
         if call is not None and event.queue_sid and call.queue_sid != event.queue_sid:
             call.queue_sid = event.queue_sid
+        if found is None and (event.queue_time or 0) < TASK_GRACE_SECONDS:
+            # The enqueue step answered before its work finished (a surge): the task is coming.
+            return twiml.hold(
+                [prompts.resolve("hold_waiting", spoken, public_url=settings.public_url)],
+                pause_seconds=5,
+            )
         if found is None or found.state in ("abandoned", "overflowed"):
             return twiml.leave()
         if found.escalation_step >= 2 and found.state != "offered":
@@ -330,9 +366,12 @@ async def wait(
         )
 
     def keep_holding() -> str:
-        # A waitUrl document may not <Dial>: under trouble the caller keeps their place instead.
+        # A waitUrl document may not <Dial>: under trouble the caller keeps their place instead,
+        # up to the maximum wait, and then leaves for the overflow line (the Enqueue action).
+        if (event.queue_time or 0) >= settings.max_queue_seconds:
+            return twiml.leave()
         return twiml.hold(
-            [prompts.resolve("still_waiting", DEFAULT_LANGUAGE, public_url=settings.public_url)],
+            [prompts.resolve("still_waiting", spoken, public_url=settings.public_url)],
             pause_seconds=8,
         )
 
@@ -488,6 +527,7 @@ async def recording(
         discriminator=event.recording_status,
         work=work,
         fallback=twiml.empty_response,
+        slow=twiml.empty_response,  # a status callback's work must not be lost to the deadline
     )
 
 
@@ -506,6 +546,7 @@ async def whisper(
         if details is None:
             return twiml.hangup()
         found, volunteer_language = details
+        await flow.remember_leg(request.app, session, offer, event.call_sid)
         return twiml.whisper(
             [
                 prompts.resolve(
@@ -520,7 +561,14 @@ async def whisper(
             action_url=f"{settings.public_url}/twilio/voice/whisper-answer?offer={offer}",
         )
 
-    return await answer(request, call_sid=event.call_sid, step="whisper", discriminator=offer, work=work)
+    return await answer(
+        request,
+        call_sid=event.call_sid,
+        step="whisper",
+        discriminator=offer,
+        work=work,
+        fallback=twiml.hangup,  # the offer then expires and the caller goes to the next volunteer
+    )
 
 
 @signed.post("/whisper-answer")
@@ -529,9 +577,18 @@ async def whisper_answer(
     event: Annotated[GatherResult, twilio_webhook(GatherResult)],
     offer: Annotated[str, Query(pattern=r"^OF-[0-9A-Z]{4}-[0-9A-Z]{4}$")],
 ) -> Response:
-    """1 → accepted: the caller is dequeued into the task's conference, which this leg joins."""
+    """1 → accepted: the caller is dequeued into the task's conference, which this leg joins.
+    Under a slow database the volunteer waits a moment (`/accepted` checks again) rather than
+    losing a call they took."""
     settings: Settings = request.app.state.settings
     pressed = (event.digits or "") == "1"
+
+    def check_again() -> str:
+        if not pressed:
+            return twiml.hangup()
+        return twiml.pause_then_redirect(
+            1, f"{settings.public_url}/twilio/voice/accepted?attempt=1&offer={offer}"
+        )
 
     async def work(session: AsyncSession, call: Call | None) -> str:
         accepted = await flow.answer_offer(request.app, session, offer, accept=pressed)
@@ -544,7 +601,52 @@ async def whisper_answer(
         )
 
     return await answer(
-        request, call_sid=event.call_sid, step="whisper-answer", discriminator=offer, work=work
+        request,
+        call_sid=event.call_sid,
+        step="whisper-answer",
+        discriminator=offer,
+        work=work,
+        fallback=check_again,
+        slow=check_again,
+    )
+
+
+@signed.post("/accepted")
+async def accepted(
+    request: Request,
+    event: Annotated[CallRequest, twilio_webhook(CallRequest)],
+    offer: Annotated[str, Query(pattern=r"^OF-[0-9A-Z]{4}-[0-9A-Z]{4}$")],
+    attempt: Annotated[int, Query(ge=1, le=10)] = 1,
+) -> Response:
+    """The volunteer pressed 1 while we were slow: join the conference once the acceptance is
+    recorded, wait a little longer while it is being recorded, or hang up if it did not stand."""
+    settings: Settings = request.app.state.settings
+
+    def again() -> str:
+        if attempt >= 8:
+            return twiml.hangup()
+        url = f"{settings.public_url}/twilio/voice/accepted?attempt={attempt + 1}&offer={offer}"
+        return twiml.pause_then_redirect(1, url)
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        task = await flow.accepted_task(request.app, session, offer)
+        if task is None:
+            return twiml.hangup()
+        if isinstance(task, str):  # "pending": the acceptance may still be on its way
+            return again()
+        return twiml.dial_conference(
+            task.public_id,
+            status_callback_url=f"{settings.public_url}/twilio/voice/conference?task={task.public_id}",
+            end_conference_on_exit=True,
+        )
+
+    return await answer(
+        request,
+        call_sid=event.call_sid,
+        step="accepted",
+        discriminator=str(attempt),
+        work=work,
+        fallback=again,
     )
 
 
@@ -557,14 +659,23 @@ async def connect(
     """The dequeued caller joins the task's conference, where the volunteer is waiting."""
     settings: Settings = request.app.state.settings
 
-    async def work(session: AsyncSession, call: Call | None) -> str:
+    def conference() -> str:
         return twiml.dial_conference(
             task,
             status_callback_url=f"{settings.public_url}/twilio/voice/conference?task={task}",
             end_conference_on_exit=True,
         )
 
-    return await answer(request, call_sid=event.call_sid, step="connect", discriminator=task, work=work)
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        if call is not None:
+            call.state = "connected"
+            call.updated_at = request.app.state.clock.now()
+        return conference()
+
+    # The answer needs no database: under trouble the caller still joins their volunteer.
+    return await answer(
+        request, call_sid=event.call_sid, step="connect", discriminator=task, work=work, fallback=conference
+    )
 
 
 @signed.post("/leg-status")
@@ -586,6 +697,7 @@ async def leg_status(
         discriminator=str(event.sequence_number or event.call_status),
         work=work,
         fallback=twiml.empty_response,
+        slow=twiml.empty_response,  # a status callback's work must not be lost to the deadline
     )
 
 
@@ -607,6 +719,7 @@ async def status(
         discriminator=str(event.sequence_number or event.call_status),
         work=work,
         fallback=twiml.empty_response,
+        slow=twiml.empty_response,  # a status callback's work must not be lost to the deadline
     )
 
 
@@ -775,6 +888,7 @@ async def callback_leg_status(
         discriminator=str(event.sequence_number or event.call_status),
         work=work,
         fallback=twiml.empty_response,
+        slow=twiml.empty_response,  # a status callback's work must not be lost to the deadline
     )
 
 

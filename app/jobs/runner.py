@@ -249,8 +249,11 @@ class JobRunner:
         """Claim and run one batch; returns how many jobs were run."""
         await self.schedule_periodic()
         claimed = await self.claim(limit)
-        for job_id, kind, payload, attempt in claimed:
-            await self.execute(job_id, kind, payload, attempt)
+        # The batch runs concurrently: under a surge one slow REST call must not hold up the dial
+        # of every volunteer behind it. Each job has its own session and transaction.
+        await asyncio.gather(
+            *(self.execute(job_id, kind, payload, attempt) for job_id, kind, payload, attempt in claimed)
+        )
         return len(claimed)
 
     async def run_until_idle(self, max_rounds: int = 1000) -> int:

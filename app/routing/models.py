@@ -16,6 +16,7 @@ from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, UUIDPrimaryKey
+from app.keys.sealed import RetentionClass, Sealed, sealed_column
 
 
 class TaskState(StrEnum):
@@ -62,6 +63,7 @@ class Task(UUIDPrimaryKey, Base):
 
 class Offer(UUIDPrimaryKey, Base):
     __tablename__ = "routing_offers"
+    __sealed_subject__ = "task_id"
     __table_args__ = (Index("ix_routing_offers_volunteer_state", "volunteer_id", "state"),)
 
     public_id: Mapped[str] = mapped_column(String(16), unique=True)
@@ -72,6 +74,11 @@ class Offer(UUIDPrimaryKey, Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     answered_at: Mapped[datetime | None]
+    # When the volunteer's phone started ringing (voice): the offer's time counts from here, and
+    # only an offer that actually rang can be "missed" (a backlog of ours is nobody's fault).
+    rung_at: Mapped[datetime | None]
+    # The volunteer's call leg (voice), so it can be hung up if the caller never arrives.
+    leg_sid: Mapped[Sealed | None] = sealed_column("offer.leg_sid", RetentionClass.contact_meta)
 
 
 class Seat(Base):

@@ -32,6 +32,7 @@ from app.clock import Clock
 from app.jobs.service import enqueue
 from app.publicid import new_public_id
 from app.routing.models import OPEN_TASK_STATES, Offer, OfferState, Seat, Task, TaskState
+from app.volunteers.models import Presence
 from app.volunteers.service import OnCall, mark_away, on_call_now
 
 ROUTER = Actor("system:routing")
@@ -84,10 +85,11 @@ async def create_task(
     contact_id: uuid.UUID | None = None,
     case_id: uuid.UUID | None = None,
     drill: bool = False,
+    public_id: str | None = None,
 ) -> Task:
     now = clock.now()
     task = Task(
-        public_id=new_public_id("TK"),
+        public_id=public_id or new_public_id("TK"),
         contact_id=contact_id,
         case_id=case_id,
         channel=channel,
@@ -240,10 +242,24 @@ async def route(session: AsyncSession, clock: Clock, times: RoutingTimes, task: 
     return None
 
 
-async def _release_seat(session: AsyncSession, task: Task) -> None:
-    await session.execute(
-        delete(Seat).where(Seat.task_id == task.id).execution_options(synchronize_session=False)
+async def _release_seat(session: AsyncSession, task: Task, now: datetime | None = None) -> None:
+    """Free the task's seat; its volunteer is idle from now on (longest-idle-first ordering), so
+    whoever just finished goes to the back of the line instead of being offered everything."""
+    freed = list(
+        await session.scalars(
+            delete(Seat)
+            .where(Seat.task_id == task.id)
+            .returning(Seat.volunteer_id)
+            .execution_options(synchronize_session=False)
+        )
     )
+    if freed and now is not None:
+        await session.execute(
+            update(Presence)
+            .where(Presence.user_id.in_(freed))
+            .values(state_changed_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
 
 async def accept(session: AsyncSession, clock: Clock, offer: Offer) -> Task | None:
@@ -294,7 +310,7 @@ async def _close_offer(session: AsyncSession, clock: Clock, offer: Offer, state:
         return None
     task = await session.get(Task, offer.task_id, populate_existing=True)
     assert task is not None
-    await _release_seat(session, task)
+    await _release_seat(session, task, now)
     if task.state == TaskState.offered:
         task.state = TaskState.queued
     audit.record(
@@ -315,14 +331,25 @@ async def decline(session: AsyncSession, clock: Clock, times: RoutingTimes, offe
     return await route(session, clock, times, task) if task is not None else None
 
 
-async def expire(session: AsyncSession, clock: Clock, times: RoutingTimes, offer: Offer) -> Offer | None:
-    """Nobody answered in time: the volunteer goes away for a few minutes and is told by SMS."""
+async def expire(
+    session: AsyncSession, clock: Clock, times: RoutingTimes, offer: Offer, *, rang_out: bool = False
+) -> Offer | None:
+    """Nobody answered in time: the volunteer goes away for a few minutes and is told by SMS —
+    unless their phone never rang (our own backlog), when the offer just moves on."""
+    await session.refresh(offer)
+    if not rang_out and offer.expires_at > clock.now():
+        return None  # the ring started late and extended the offer; its own timeout follows
     task = await _close_offer(session, clock, offer, OfferState.missed)
     if task is None:
         return None
     volunteer = await session.get(User, offer.volunteer_id)
-    if volunteer is not None and await mark_away(
-        session, clock, volunteer, until=clock.now() + timedelta(minutes=times.missed_offer_away_minutes)
+    rang = rang_out or offer.channel != "voice" or offer.rung_at is not None
+    if (
+        rang
+        and volunteer is not None
+        and await mark_away(
+            session, clock, volunteer, until=clock.now() + timedelta(minutes=times.missed_offer_away_minutes)
+        )
     ):
         await enqueue(
             session,
@@ -345,7 +372,7 @@ async def finish(
         .values(state=OfferState.withdrawn, answered_at=now)
         .execution_options(synchronize_session=False)
     )
-    await _release_seat(session, task)
+    await _release_seat(session, task, now)
     task.state = state
     task.finished_at = now
     audit.record(
@@ -417,3 +444,48 @@ async def offer_waiting_work(
         while made < limit and await next_task_for(session, clock, times, channel) is not None:
             made += 1
     return made
+
+
+async def requeue(session: AsyncSession, clock: Clock, times: RoutingTimes, task: Task) -> Offer | None:
+    """An accepted voice contact never connected (the caller was not dequeued in time): the
+    volunteer's acceptance is withdrawn, their seat freed, and the caller offered to someone else."""
+    if task.state != TaskState.assigned:
+        return None
+    now = clock.now()
+    volunteer_id = task.assigned_to_id
+    await session.execute(
+        update(Offer)
+        .where(Offer.task_id == task.id, Offer.state == OfferState.accepted)
+        .values(state=OfferState.withdrawn, answered_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    await _release_seat(session, task, now)
+    task.state, task.assigned_to_id, task.assigned_at = TaskState.queued, None, None
+    if task.case_id is not None:
+        case = await session.get(Case, task.case_id)
+        if case is not None and case.assignee_id == volunteer_id:
+            case.assignee_id = None
+    audit.record(
+        session,
+        clock,
+        actor=ROUTER,
+        action="routing.requeued",
+        object_type="task",
+        object_id=task.public_id,
+    )
+    return await route(session, clock, times, task)
+
+
+async def offer_rang(session: AsyncSession, clock: Clock, times: RoutingTimes, offer: Offer) -> None:
+    """The volunteer's phone is ringing now: the offer's full length counts from this moment."""
+    now = clock.now()
+    offer.rung_at = now
+    offer.expires_at = now + times.offer_length(offer.channel)
+    await enqueue(
+        session,
+        clock,
+        "routing.offer_timeout",
+        {"offer": offer.public_id},
+        run_at=offer.expires_at,
+        dedup_key=f"offer-timeout:{offer.public_id}:rung",
+    )

@@ -88,7 +88,7 @@ async def test_language_then_emergency_queues_the_caller(
     )
     check_context(urgent.text, "voice")
     enqueue = ET.fromstring(urgent.text).find("Enqueue")
-    assert enqueue is not None and "/twilio/voice/wait?task=TK-" in (enqueue.get("waitUrl") or "")
+    assert enqueue is not None and "&task=TK-" in (enqueue.get("waitUrl") or "")
     assert CALLER not in urgent.text
     async with app.state.database.sessionmaker() as session:
         call = (await session.scalars(select(Call))).one()

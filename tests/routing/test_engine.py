@@ -16,7 +16,7 @@ from app.jobs.models import Job
 from app.routing import service
 from app.routing.models import Offer, OfferState, Seat, Task, TaskState
 from app.volunteers.models import PresenceState
-from app.volunteers.service import WeeklyShift, replace_shifts, set_availability
+from app.volunteers.service import WeeklyShift, on_call_now, replace_shifts, set_availability
 from tests.support.factories import SETUP, Services, make_services, make_user
 
 TIMES = service.RoutingTimes()
@@ -100,6 +100,7 @@ async def test_missed_offer_sets_away_schedules_a_notice_and_moves_on(services: 
         task = await service.create_task(session, services.clock, TIMES, channel="voice", language="es")
         offer = await service.route(session, services.clock, TIMES, task)
         assert offer is not None and offer.volunteer_id == sleepy.id
+        await service.offer_rang(session, services.clock, TIMES, offer)  # the dial job rang them
         services.clock.advance(29)
         assert await service.accept(session, services.clock, offer) is None  # too late
         nxt = await service.expire(session, services.clock, TIMES, offer)
@@ -118,6 +119,32 @@ async def test_missed_offer_sets_away_schedules_a_notice_and_moves_on(services: 
         services.clock.advance(timedelta(minutes=5, seconds=1))
         later = await service.route(session, services.clock, TIMES, second)
         assert later is not None and later.volunteer_id == sleepy.id
+
+
+async def test_an_offer_that_never_rang_moves_on_without_blaming_the_volunteer(services: Services) -> None:
+    """Our own backlog (the dial job ran late or not at all) must not set a volunteer away; a ring
+    that starts late gives the volunteer the offer's full length from the ring."""
+    async with services.database.sessionmaker() as session, session.begin():
+        late = await volunteer(session, services, "es")
+        other = await volunteer(session, services, "es")
+        task = await service.create_task(session, services.clock, TIMES, channel="voice", language="es")
+        offer = await service.route(session, services.clock, TIMES, task)
+        assert offer is not None and offer.volunteer_id == late.id
+        services.clock.advance(20)
+        await service.offer_rang(session, services.clock, TIMES, offer)  # rang 20 s late
+        services.clock.advance(9)  # the original 28 s are over, the ring's are not
+        assert await service.expire(session, services.clock, TIMES, offer) is None
+        assert await service.accept(session, services.clock, offer) is not None
+        # A second task whose offer never rings at all: it moves on, and nobody is set away.
+        second = await service.create_task(session, services.clock, TIMES, channel="voice", language="es")
+        unrung = await service.route(session, services.clock, TIMES, second)
+        assert unrung is not None and unrung.volunteer_id == other.id
+        services.clock.advance(29)
+        await service.expire(session, services.clock, TIMES, unrung)
+        kinds = list(await session.scalars(select(Job.kind)))
+        assert "routing.missed_offer_notice" not in kinds
+        presence = await on_call_now(session, services.clock)
+        assert other.id in {c.user_id for c in presence}
 
 
 async def test_voice_capacity_one_and_chat_capacity_three(services: Services) -> None:

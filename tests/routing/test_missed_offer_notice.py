@@ -55,9 +55,10 @@ async def test_missed_offer_texts_the_volunteer_through_twilio(
             await set_availability(session, clock, user, state=PresenceState.available, actor=SETUP)
             task = await service.create_task(session, clock, times, channel="voice", language="es")
             assert await service.route(session, clock, times, task) is not None
-        clock.advance(timedelta(seconds=29))
         runner = JobRunner(database, clock, registry=registry, services=app.state.services)
-        await runner.run_until_idle()
+        await runner.run_until_idle()  # the dial job rings the volunteer's phone (the fake's)…
+        clock.advance(timedelta(seconds=29))
+        await runner.run_until_idle()  # …and nobody answers within the offer's time
         async with database.sessionmaker() as session:
             presence = await presence_of(session, user, clock.now())
         assert presence.state == PresenceState.away
