@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import uuid
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -21,6 +22,8 @@ from app.jobs.runner import JobContext, PermanentFailure, RetryLater, registry
 from app.jobs.service import enqueue
 from app.routing.models import Offer, Task, TaskState
 from app.routing.service import RoutingTimes, offer_rang, requeue
+from app.volunteers.models import PhoneVerification
+from app.volunteers.service import VERIFICATION_CALL_JOB, verification_reference
 from telephony.rest import CallNotInProgress, TelephonyError
 from telephony.rest import NotFound as NotFoundAtTwilio
 
@@ -289,3 +292,35 @@ async def reconcile(ctx: JobContext, payload: dict[str, Any]) -> None:
 
 
 registry.every("calls.reconcile", lambda services: 60.0)
+
+
+@registry.register(VERIFICATION_CALL_JOB, timeout=30)
+async def verification_call(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Call the volunteer's phone on file from the hotline's number; the answered call speaks the
+    code (`/twilio/voice/verification`). The URL names the verification by a keyed reference,
+    never by the code or the number."""
+    settings = ctx.services["settings"]
+    verification = await ctx.session.get(PhoneVerification, uuid.UUID(payload["verification_id"]))
+    now = ctx.clock.now()
+    if verification is None or verification.confirmed_at is not None or verification.expires_at <= now:
+        return
+    user = await ctx.session.get(User, verification.user_id)
+    if user is None or user.phone is None:
+        return
+    client = _telephony(ctx)
+    number = await ctx.services["broker"].reveal_for_system(
+        ctx.session,
+        DIALLER,
+        user,
+        "phone",
+        purpose=Purpose.dial_volunteer,
+        object_type="user",
+        object_id=user.public_id,
+    )
+    reference = verification_reference(ctx.services["keys"], verification.id)
+    await client.create_call(
+        to=number,
+        from_=settings.twilio_number,
+        url=f"{settings.public_url}/twilio/voice/verification?ref={reference}",
+        timeout=int(settings.voice_ring_seconds) + 10,
+    )

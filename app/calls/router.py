@@ -32,6 +32,7 @@ from app.calls import callbacks, flow, prompts
 from app.calls.models import Call, WebhookReply
 from app.contacts.service import sid_hash
 from app.settings import Settings
+from app.volunteers.service import pending_verification_by_reference, verification_code
 from app.webhooks.deps import InvalidWebhookPayload, TwilioSignature, twilio_webhook, webhook_context
 from telephony import twiml
 from telephony.payloads import (
@@ -889,6 +890,38 @@ async def callback_leg_status(
         work=work,
         fallback=twiml.empty_response,
         slow=twiml.empty_response,  # a status callback's work must not be lost to the deadline
+    )
+
+
+@signed.post("/verification")
+async def verification(
+    request: Request,
+    event: Annotated[CallRequest, twilio_webhook(CallRequest)],
+    ref: Annotated[str, Query(pattern=r"^PV-[0-9A-Z]{4}-[0-9A-Z]{4}$")],
+) -> Response:
+    """A volunteer's phone verification call: speak the code digit by digit, twice, then hang up.
+    An expired or confirmed verification just hangs up."""
+    state = request.app.state
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        found = await pending_verification_by_reference(session, state.clock, state.keys, ref)
+        if found is None:
+            return twiml.hangup()
+        digits = ", ".join(verification_code(state.keys.material.keyed_hasher(), found.id))
+        english = prompts.catalogue()["en"]
+        text = f"Your hotline verification code is {digits}. Again: {digits}. Goodbye."
+        return twiml.announce(
+            [twiml.Prompt.say(text, voice=english.voice or "", language=english.say_language or "en-US")],
+            hang_up=True,
+        )
+
+    return await answer(
+        request,
+        call_sid=event.call_sid,
+        step="verification",
+        discriminator=ref,
+        work=work,
+        fallback=twiml.hangup,
     )
 
 

@@ -77,7 +77,7 @@ from app.clock import Clock
 from app.db.base import new_id
 from app.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.jobs.service import enqueue
-from app.publicid import new_public_id
+from app.publicid import derived_public_id, new_public_id
 from app.volunteers.models import (
     AwayReason,
     OverrideKind,
@@ -802,6 +802,25 @@ class VerificationOutcome(StrEnum):
     exhausted = "exhausted"  # all tries used
     no_verification = "no_verification"
     phone_changed = "phone_changed"
+
+
+def verification_reference(keys: Any, verification_id: uuid.UUID) -> str:
+    """What the verification call's URL carries: a keyed, one-way reference (`PV-…`) to the
+    verification, so neither the code nor the row id leaves the server."""
+    digest = keys.material.keyed_hasher().hash("volunteer.verification.ref", verification_id.bytes)
+    return derived_public_id("PV", digest)
+
+
+async def pending_verification_by_reference(
+    session: AsyncSession, clock: Clock, keys: Any, reference: str
+) -> PhoneVerification | None:
+    """The live (unconfirmed, unexpired) verification a call's reference names; there are few."""
+    rows = await session.scalars(
+        select(PhoneVerification).where(
+            PhoneVerification.confirmed_at.is_(None), PhoneVerification.expires_at > clock.now()
+        )
+    )
+    return next((row for row in rows if verification_reference(keys, row.id) == reference), None)
 
 
 def verification_code(hasher: KeyedHasher, verification_id: uuid.UUID) -> str:

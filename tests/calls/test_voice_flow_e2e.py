@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from app.accounts.models import User
 from app.routing.models import TaskState
 from telephony.fake import CallSimulator, FakeTwilio, Party
 from tests.support.voice import HOTLINE, offers, on_call_volunteer, settled_task
@@ -115,3 +116,74 @@ async def test_a_whole_call_leaves_no_plaintext(
     assert fake.events.of("bridge") and len(answered) >= 8
     scan.responses = answered
     assert await scan.hits() == []
+
+
+async def test_an_emergency_overtakes_an_earlier_caller(live_app: FastAPI, fake: FakeTwilio) -> None:
+    """Caller A queues first; caller B presses 9 (someone detained now). When a volunteer comes on,
+    B is offered first, and A hears their position go from 1 to 2."""
+    import asyncio
+
+    from app.routing.models import Task
+    from app.routing.service import RoutingTimes, offer_waiting_work
+    from app.volunteers.models import PresenceState
+    from app.volunteers.service import WeeklyShift, replace_shifts, set_availability
+    from tests.support.factories import SETUP, make_user
+    from tests.support.voice import services_of
+
+    volunteer_phone = "+12125550177"
+    async with live_app.state.database.sessionmaker() as session, session.begin():
+        user = await make_user(session, services_of(live_app), languages="en", phone=volunteer_phone)
+        user.phone_verified_at = live_app.state.clock.now()
+        await replace_shifts(
+            session, live_app.state.clock, user, [WeeklyShift(d, 0, 1440) for d in range(7)], actor=SETUP
+        )
+        user_id = user.id
+
+    async def queued() -> list[Task]:
+        async with live_app.state.database.sessionmaker() as session:
+            return list(await session.scalars(select(Task).order_by(Task.enqueued_at)))
+
+    async def until_queued(count: int) -> None:
+        for _ in range(200):
+            if len(await queued()) >= count:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{count} calls never queued")
+
+    async with CallSimulator(fake, app=live_app, time_scale=0.02) as sim:
+        sim.add_party(volunteer_phone, Party(answer_after=1, digits=("1", "1"), talk_seconds=5))
+        first = asyncio.ensure_future(
+            sim.call(
+                CALLER, HOTLINE, Party(digits=("1", None), talk_seconds=5, hold_patience=600), timeout=60
+            )
+        )
+        await until_queued(1)
+        await asyncio.sleep(0.5)  # A hears "number 1" at least once
+        second = asyncio.ensure_future(
+            sim.call(
+                "+12025550148",
+                HOTLINE,
+                Party(digits=("1", "9"), talk_seconds=5, hold_patience=600),
+                timeout=60,
+            )
+        )
+        await until_queued(2)
+        await asyncio.sleep(0.5)  # A hears "number 2"
+        async with live_app.state.database.sessionmaker() as session, session.begin():
+            volunteer = await session.get(User, user_id)
+            assert volunteer is not None
+            await set_availability(
+                session, live_app.state.clock, volunteer, state=PresenceState.available, actor=SETUP
+            )
+            await offer_waiting_work(
+                session, live_app.state.clock, RoutingTimes.from_settings(live_app.state.settings)
+            )
+        call_a, call_b = await asyncio.gather(first, second)
+    tasks = await queued()
+    normal, urgent = tasks
+    assert urgent.emergency and not normal.emergency
+    assert urgent.assigned_at is not None and normal.assigned_at is not None
+    assert urgent.assigned_at < normal.assigned_at, "the emergency was not taken first"
+    heard_a = " ".join(call_a.said)
+    assert "number 1 in line" in heard_a and "number 2 in line" in heard_a
+    assert "number 1 in line" in " ".join(call_b.said)

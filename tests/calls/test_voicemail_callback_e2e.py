@@ -153,3 +153,55 @@ async def test_a_callback_rings_the_volunteer_then_the_caller(
     assert all(c.from_ == HOTLINE for c in legs)
     bridged = bool(fake.events.of("bridge"))
     assert bridged == (outcome == "answered")
+
+
+async def test_voicemail_and_callback_leave_no_plaintext(
+    live_app: FastAPI, fake: FakeTwilio, captured_logs: Any
+) -> None:
+    """Canaries in the caller's number, the volunteer's number and the message audio: none of
+    them in the database file, the logs, or any TwiML we answered (the callback's <Dial> to the
+    caller excepted — it must name the number — and it is stored sealed)."""
+    from tests.support.canary import CanaryScan
+
+    scan = CanaryScan(live_app.state.database, captured_logs)
+    caller, volunteer_phone = scan.canaries.phone(0), scan.canaries.phone(1)
+    audio = b"RIFF....WAVEdata " + scan.canaries.note.encode()
+    answered: list[tuple[str, bytes]] = []
+
+    async def recording_app(scope: Any, receive: Any, send: Any) -> None:
+        async def capture(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                answered.append((scope["path"], message.get("body", b"")))
+            await send(message)
+
+        await live_app(scope, receive, capture)
+
+    async with CallSimulator(fake, app=recording_app, time_scale=0.02) as sim:
+        await sim.call(
+            caller,
+            HOTLINE,
+            Party(digits=("1", None, "1"), record_seconds=5, recording_audio=audio, hold_patience=600),
+            timeout=60,
+        )
+        await sim.wait_idle(20)
+    assert await until(lambda: stored_voicemail(live_app)) is not None
+    volunteer = await on_call_volunteer(live_app, volunteer_phone, "en")
+    async with CallSimulator(fake, app=recording_app, time_scale=0.02) as sim:
+        sim.add_party(volunteer_phone, Party(answer_after=1, digits=("1",), talk_seconds=3))
+        sim.add_party(caller, Party(answer_after=1, talk_seconds=3))
+        async with live_app.state.database.sessionmaker() as session, session.begin():
+            user = (await session.scalars(select(User).where(User.public_id == volunteer))).one()
+            callback = (await session.scalars(select(Callback))).one()
+            await callbacks.claim(session, live_app.state.clock, callback, user)
+
+        async def done() -> bool:
+            async with live_app.state.database.sessionmaker() as session:
+                return (await session.scalars(select(Callback))).one().state == CallbackState.completed
+
+        assert await until(done, timeout=20)
+        await sim.wait_idle(20)
+    dials = [body for path, body in answered if path == "/twilio/voice/callback-answer"]
+    assert len(dials) == 1 and caller.encode() in dials[0]  # the one document that must name it
+    scan.responses = [body for path, body in answered if path != "/twilio/voice/callback-answer"]
+    assert len(scan.responses) >= 10
+    assert await scan.hits() == []
