@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 import app.audit.jobs
 import app.calls.jobs
+import app.chats.jobs
 import app.routing.jobs  # noqa: F401 — registers offer timeouts and escalations
 from app.access.broker import AccessBroker
 from app.access.router import router as break_glass_router
@@ -26,6 +27,9 @@ from app.audit.router import router as audit_router
 from app.calls.api import router as telephony_router
 from app.calls.router import install as install_voice_webhooks
 from app.cases.router import router as cases_router
+from app.chats.api import router as chats_router
+from app.chats.router import signed as messaging_webhooks
+from app.chats.spool import Spool
 from app.clock import Clock, SystemClock
 from app.db import migrate
 from app.db.engine import Database, create_database
@@ -55,6 +59,7 @@ API_ROUTERS = (
     users_router,
     volunteers_router,
     telephony_router,
+    chats_router,
 )
 
 
@@ -159,9 +164,12 @@ def create_app(
         keystore = KeyStore(material, settings.keyring_file)
         sealer = Sealer(keystore, clock, cache_ttl=settings.data_key_cache_seconds)
         app.state.keys = keystore
+        app.state.spool = Spool(settings.spool_dir, keystore)
         app.state.sealer = sealer
         app.state.broker = AccessBroker(sealer, clock)
-        app.state.services.update(keys=keystore, sealer=sealer, broker=app.state.broker)
+        app.state.services.update(
+            keys=keystore, sealer=sealer, broker=app.state.broker, spool=app.state.spool
+        )
         app.state.auth = AuthService(settings, clock, keystore, sealer, app.state.broker)
         telephony = twilio_client(settings)
         if telephony is not None:
@@ -222,6 +230,7 @@ def create_app(
         api.include_router(router)
     app.include_router(api)
     install_voice_webhooks(app)
+    app.include_router(messaging_webhooks)
     static = Path(__file__).parent / "static"
     app.mount("/static", StaticFiles(directory=static), name="static")
     return app

@@ -6,6 +6,7 @@ from app.audit import models as _audit  # noqa: F401
 from app.callers import models as _callers  # noqa: F401
 from app.calls import models as _calls  # noqa: F401
 from app.cases import models as _cases  # noqa: F401
+from app.chats import models as _chats  # noqa: F401
 from app.contacts import models as _contacts  # noqa: F401
 from app.db.base import Base
 from app.jobs import models as _jobs  # noqa: F401

@@ -99,6 +99,14 @@ class Settings(BaseSettings):
     # with a withheld number are never offered one: nobody could call them back); longest message.
     voicemail_offer_seconds: float = Field(default=120, ge=0, le=7200)
     voicemail_max_seconds: int = Field(default=180, ge=10, le=600)
+    # Chat: conversations close after this long without a message either way; WhatsApp replies
+    # outside the 24-hour window are held and this approved template (a Content SID, HX…) asks the
+    # caller to write back; optionally delete each message at Twilio once stored here.
+    # Where SMS/WhatsApp messages are spooled (sealed) while the database is down.
+    spool_dir: str = "./hotline-spool"
+    chat_inactivity_minutes: float = Field(default=120, ge=5, le=10080)
+    whatsapp_template_sid: str | None = Field(default=None, pattern=r"^HX[0-9a-fA-F]{32}$")
+    delete_messages_at_twilio: bool = False
     # Unwrapped data keys stay in memory this long (seconds); 0 disables the cache.
     data_key_cache_seconds: float = Field(default=300.0, ge=0, le=3600)
     # Access log: sign a checkpoint after this many entries or this many seconds, whichever first.

@@ -173,9 +173,17 @@ class TelephonyClient(Protocol):
     """Everything the hotline asks of Twilio's REST API."""
 
     async def send_message(
-        self, *, to: str, from_: str, body: str, status_callback: str | None = None
+        self,
+        *,
+        to: str,
+        from_: str,
+        body: str,
+        status_callback: str | None = None,
+        content_sid: str | None = None,
     ) -> str:
-        """Send an SMS or WhatsApp message (``whatsapp:`` addresses); returns the message SID."""
+        """Send an SMS or WhatsApp message (``whatsapp:`` addresses); returns the message SID.
+        ``content_sid`` sends an approved template instead of ``body`` (WhatsApp outside the
+        24-hour window)."""
         ...
 
     async def create_call(
@@ -400,14 +408,25 @@ class TwilioRestClient:
     # -- messages ----------------------------------------------------------------------------
 
     async def send_message(
-        self, *, to: str, from_: str, body: str, status_callback: str | None = None
+        self,
+        *,
+        to: str,
+        from_: str,
+        body: str,
+        status_callback: str | None = None,
+        content_sid: str | None = None,
     ) -> str:
         """Send an SMS/WhatsApp message; returns its SID (see the module doc for retries)."""
 
         async def create() -> str:
-            message = await self._client.messages.create_async(
-                to=to, from_=from_, body=body, status_callback=status_callback
-            )
+            if content_sid is not None:
+                message = await self._client.messages.create_async(
+                    to=to, from_=from_, content_sid=content_sid, status_callback=status_callback
+                )
+            else:
+                message = await self._client.messages.create_async(
+                    to=to, from_=from_, body=body, status_callback=status_callback
+                )
             return str(message.sid)
 
         async def lookup(since: datetime) -> str | None:

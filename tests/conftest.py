@@ -89,6 +89,7 @@ def make_settings(fresh_database_url: str, tmp_path: Path) -> Any:
         values: dict[str, Any] = {
             "database_url": fresh_database_url,
             "keyring_file": str(tmp_path / "keys.json"),
+            "spool_dir": str(tmp_path / "spool"),
             "public_url": "https://hotline.test",
             "twilio_account_sid": "AC" + "0" * 32,
             "twilio_auth_token": "test-auth-token-0123456789",

@@ -157,6 +157,51 @@ async def fresh_callback(app: FastAPI) -> str:
     return callback.public_id
 
 
+async def fresh_conversation(app: FastAPI, case_id: str) -> str:
+    """An open SMS conversation with one inbound message on the world's case."""
+    from app.chats import service as chats
+    from app.chats.models import Conversation
+    from app.contacts.models import Channel
+    from app.contacts.service import create_contact
+
+    async with app.state.database.sessionmaker() as session:
+        caller, _ = await find_or_create_caller(
+            session, app.state.sealer, app.state.broker, app.state.clock, "+1 202 555 0150"
+        )
+        await session.commit()
+    async with app.state.database.sessionmaker() as session, session.begin():
+        assert caller is not None
+        case = (await session.scalars(select(CaseRow).where(CaseRow.public_id == case_id))).one()
+        sid = "SM" + uuid.uuid4().hex
+        contact = await create_contact(
+            session, app.state.sealer, app.state.clock, channel=Channel.sms, twilio_sid=sid, caller=caller
+        )
+        now = app.state.clock.now()
+        conversation = Conversation(
+            public_id=new_public_id("CV"),
+            contact_id=contact.id,
+            case_id=case.id,
+            caller_id=caller.id,
+            channel="sms",
+            state="active",
+            created_at=now,
+            last_inbound_at=now,
+            last_activity_at=now,
+        )
+        session.add(conversation)
+        await session.flush()
+        await chats.store_inbound(
+            session,
+            app.state.sealer,
+            app.state.clock,
+            conversation,
+            message_sid=sid,
+            body="hola",
+            media_count=0,
+        )
+    return conversation.public_id
+
+
 async def build_world(app: FastAPI, http: httpx.AsyncClient) -> World:
     auth = StaffAuth(app, http)
     for role, roles in (
@@ -267,6 +312,9 @@ def regular_plans(world: World) -> dict[str, Plan]:
     async def on_offer(case: Case, index: int) -> None:
         case.path_parameters = {"offer_id": await fresh_offer(app, world.who("volunteer").user_id)}
 
+    async def on_conversation(case: Case, index: int) -> None:
+        case.path_parameters = {"conversation_id": await fresh_conversation(app, world.case)}
+
     async def on_callback(case: Case, index: int) -> None:
         case.path_parameters = {"callback_id": await fresh_callback(app)}
 
@@ -305,6 +353,10 @@ def regular_plans(world: World) -> dict[str, Plan]:
         "POST /api/v1/offers/{offer_id}/decline": Plan("volunteer", on_offer),
         "GET /api/v1/callbacks": Plan("volunteer"),
         "POST /api/v1/callbacks/{callback_id}/claim": Plan("volunteer", on_callback),
+        "GET /api/v1/chats/{conversation_id}/messages": Plan("volunteer", on_conversation),
+        "POST /api/v1/chats/{conversation_id}/messages/reveal": Plan("volunteer", on_conversation),
+        "POST /api/v1/chats/{conversation_id}/messages": Plan("volunteer", on_conversation),
+        "POST /api/v1/chats/{conversation_id}/close": Plan("volunteer", on_conversation),
         "GET /api/v1/schedule": Plan("supervisor"),
         "GET /api/v1/schedule/on-call": Plan("supervisor"),
         "PUT /api/v1/schedule/{user_id}": Plan("supervisor", on_volunteer),

@@ -26,5 +26,7 @@ class Caller(UUIDPrimaryKey, Base):
     safe_to_call: Mapped[bool | None]
     safe_to_text: Mapped[bool | None]
     safe_to_voicemail: Mapped[bool | None]
+    # The caller texted STOP (Twilio then refuses our texts, error 21610) until START.
+    opted_out_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     last_contact_at: Mapped[datetime | None]

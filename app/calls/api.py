@@ -21,6 +21,7 @@ from app.calls import callbacks as service
 from app.calls.models import Callback
 from app.cases.models import Case
 from app.cases.schemas import PublicId
+from app.chats import service as chats
 from app.db.session import DbSession
 from app.errors import Conflict, NotFound
 from app.routing import service as routing
@@ -121,6 +122,7 @@ async def accept_offer(offer_id: PublicId, staff: Volunteer, db: DbSession, auth
     task = await routing.accept(db, auth.clock, offer)
     if task is None:
         raise Conflict("This offer has ended.", code="offer_ended")
+    await chats.task_accepted(db, task)
     cases = await _case_ids(db, {task.case_id})
     return OfferAnswer(id=offer.public_id, state=OfferState.accepted, case=cases.get(task.case_id))
 

@@ -266,6 +266,53 @@ async def open_callback(app: FastAPI, world: World, role: str) -> dict[str, Any]
     return {"callback_id": callback.public_id}
 
 
+async def conversation_on_world_case(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    """A chat conversation on the world's case (assigned to the "assigned" volunteer)."""
+    from app.callers.service import find_or_create_caller
+    from app.cases.models import Case
+    from app.chats.models import Conversation
+    from app.contacts.models import Channel
+    from app.contacts.service import create_contact
+
+    async with app.state.database.sessionmaker() as session:
+        caller, _ = await find_or_create_caller(
+            session, app.state.sealer, app.state.broker, app.state.clock, "+12025550149"
+        )
+        await session.commit()
+    async with app.state.database.sessionmaker() as session, session.begin():
+        assert caller is not None
+        case = (await session.scalars(select(Case).where(Case.public_id == world.case))).one()
+        contact = await create_contact(
+            session,
+            app.state.sealer,
+            app.state.clock,
+            channel=Channel.sms,
+            twilio_sid="SM" + uuid.uuid4().hex,
+            caller=caller,
+        )
+        now = app.state.clock.now()
+        conversation = Conversation(
+            public_id=new_public_id("CV"),
+            contact_id=contact.id,
+            case_id=case.id,
+            caller_id=caller.id,
+            channel="sms",
+            state="active",
+            created_at=now,
+            last_inbound_at=now,
+            last_activity_at=now,
+        )
+        session.add(conversation)
+    return {"conversation_id": conversation.public_id}
+
+
+def with_body(build: Build, payload: dict[str, Any]) -> Build:
+    async def combined(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+        return await build(app, world, role) | {"json": payload}
+
+    return combined
+
+
 BAD_TOKEN = {"token": "x" * 43}
 
 MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
@@ -342,6 +389,22 @@ MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
     ("POST", "/api/v1/offers/{offer_id}/decline"): (offer_to_assigned, expect(401, 200, 404, 403, 403, 403)),
     ("GET", "/api/v1/callbacks"): (nothing, expect(401, 200, 200, 403, 403, 403)),
     ("POST", "/api/v1/callbacks/{callback_id}/claim"): (open_callback, expect(401, 200, 200, 403, 403, 403)),
+    ("GET", "/api/v1/chats/{conversation_id}/messages"): (
+        conversation_on_world_case,
+        expect(401, 200, 404, 200, 200, 403),
+    ),
+    ("POST", "/api/v1/chats/{conversation_id}/messages/reveal"): (
+        with_body(conversation_on_world_case, {"purpose": "intake"}),
+        expect(401, 200, 404, 404, 200, 403),
+    ),
+    ("POST", "/api/v1/chats/{conversation_id}/messages"): (
+        with_body(conversation_on_world_case, {"body": "Hello"}),
+        expect(401, 202, 404, 404, 404, 403),
+    ),
+    ("POST", "/api/v1/chats/{conversation_id}/close"): (
+        conversation_on_world_case,
+        expect(401, 200, 404, 404, 404, 403),
+    ),
     ("GET", "/api/v1/schedule/on-call"): (nothing, expect(401, 403, 403, 200, 200, 403)),
     ("PUT", "/api/v1/schedule/{user_id}"): (
         for_schedule_target({"shifts": [{"weekday": "sat", "start": "22:00", "duration_minutes": 480}]}),
@@ -487,6 +550,7 @@ async def test_authorization_matrix(app: FastAPI, client: httpx.AsyncClient) -> 
                 override_id=request.get("override_id", "SO-2222-2222"),
                 offer_id=request.get("offer_id", "OF-2222-2222"),
                 callback_id=request.get("callback_id", "CB-2222-2222"),
+                conversation_id=request.get("conversation_id", "CV-2222-2222"),
             )
             response = await http.request(method, path, json=request.get("json"), headers=headers)
             if response.status_code != expected[role]:
