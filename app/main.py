@@ -40,6 +40,7 @@ from app.jobs.runner import JobRunner
 from app.keys.service import KeyCustodyError, load_or_create_keys
 from app.keys.store import KeyStore, Sealer
 from app.logging import configure_logging
+from app.metrics import Metrics
 from app.middleware import RequestContextMiddleware
 from app.security_headers import SecurityHeadersMiddleware
 from app.settings import Settings, load_settings
@@ -220,6 +221,7 @@ def create_app(
     app.state.clock = clock
     app.state.database = database
     app.state.services = {"settings": settings, "database": database}
+    app.state.metrics = Metrics()
     app.state.readiness_checks = {}
     install_error_handlers(app)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.public_url.startswith("https://"))

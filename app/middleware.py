@@ -43,6 +43,13 @@ class RequestContextMiddleware:
             route = scope.get("route")
             # The route template, never the raw path or query string.
             path = getattr(route, "path", None) or "unmatched"
+            metrics = getattr(scope.get("app"), "state", None)
+            metrics = getattr(metrics, "metrics", None)
+            if metrics is not None:
+                full = path
+                if str(scope.get("path", "")).startswith("/api/v1/") and not path.startswith("/api/v1"):
+                    full = "/api/v1" + path
+                metrics.observe(full, str(scope.get("method")), time.perf_counter() - started)
             log.info(
                 "request",
                 extra={

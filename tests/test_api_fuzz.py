@@ -321,6 +321,7 @@ def regular_plans(world: World) -> dict[str, Plan]:
     return {
         "GET /healthz": Plan(None),
         "GET /readyz": Plan(None),
+        "GET /metrics": Plan(None),
         "POST /api/v1/auth/login": Plan(None, login),
         "GET /api/v1/auth/me": Plan("supervisor"),
         "POST /api/v1/auth/enroll": Plan(None, enroll),

@@ -318,6 +318,7 @@ BAD_TOKEN = {"token": "x" * 43}
 MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
     ("GET", "/healthz"): (nothing, expect(200, 200, 200, 200, 200, 200)),
     ("GET", "/readyz"): (nothing, expect(200, 200, 200, 200, 200, 200)),
+    ("GET", "/metrics"): (nothing, expect(200, 200, 200, 200, 200, 200)),
     ("POST", "/api/v1/auth/login"): (bad_login, expect(401, 401, 401, 401, 401, 401)),
     ("POST", "/api/v1/auth/logout"): (nothing, expect(401, 200, 200, 200, 200, 200)),
     ("GET", "/api/v1/auth/me"): (nothing, expect(401, 200, 200, 200, 200, 200)),
