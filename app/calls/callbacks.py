@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.policy import Principal, Purpose
@@ -48,22 +49,32 @@ async def voicemail_for_call(
         return None
     found = await session.scalar(select(Voicemail).where(Voicemail.contact_id == call.contact_id))
     if found is None:
-        found = Voicemail(
+        candidate = Voicemail(
             public_id=new_public_id("VM"),
             case_id=call.case_id,
             contact_id=call.contact_id,
             state="recording",
             created_at=clock.now(),
         )
-        session.add(found)
-        audit.record(
-            session,
-            clock,
-            actor=VOICEMAIL_FLOW,
-            action="voicemail.started",
-            object_type="voicemail",
-            object_id=found.public_id,
-        )
+        try:
+            # The <Record> action and the recording status callback arrive together: one inserts.
+            async with session.begin_nested():
+                session.add(candidate)
+                await session.flush()
+        except IntegrityError:
+            found = await session.scalar(select(Voicemail).where(Voicemail.contact_id == call.contact_id))
+            if found is None:
+                raise
+        else:
+            found = candidate
+            audit.record(
+                session,
+                clock,
+                actor=VOICEMAIL_FLOW,
+                action="voicemail.started",
+                object_type="voicemail",
+                object_id=found.public_id,
+            )
     if recording_sid and found.recording_sid is None:
         await sealer.seal(session, found, "recording_sid", recording_sid)
     await session.flush()
@@ -84,7 +95,7 @@ async def open_callback(
         if existing.voicemail_id is None and voicemail is not None:
             existing.voicemail_id = voicemail.id
         return existing
-    callback = Callback(
+    candidate = Callback(
         public_id=new_public_id("CB"),
         case_id=case.id,
         contact_id=call.contact_id,
@@ -96,8 +107,13 @@ async def open_callback(
         attempts=0,
         created_at=clock.now(),
     )
-    session.add(callback)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(candidate)
+            await session.flush()
+    except IntegrityError:  # the other recording webhook opened it a moment ago
+        return await session.scalar(select(Callback).where(Callback.contact_id == call.contact_id))
+    callback = candidate
     audit.record(
         session,
         clock,
