@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
@@ -16,8 +16,12 @@ class Call(UUIDPrimaryKey, Base):
     caller's number sealed, and the CallSid kept only as a keyed hash."""
 
     __tablename__ = "calls"
+    # The number is sealed under one data key per day of calls (not per call): the first webhook
+    # must stay one cheap write, and a day's numbers are crypto-shredded together.
+    __sealed_subject__ = "key_subject"
 
     call_sid_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_subject: Mapped[uuid.UUID]
     from_number: Mapped[Sealed | None] = sealed_column("call.from_number", RetentionClass.caller_identity)
     language: Mapped[str | None] = mapped_column(String(8))
     emergency: Mapped[bool] = mapped_column(default=False)
@@ -100,3 +104,8 @@ class Callback(UUIDPrimaryKey, Base):
     outcome: Mapped[str | None] = mapped_column(String(24))
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+
+
+def daily_key_subject(kind: str, day: date) -> uuid.UUID:
+    """The data-key subject shared by one day's rows of `kind` (e.g. the numbers of a day's calls)."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"hotline:{kind}:{day.isoformat()}")

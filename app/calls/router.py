@@ -24,13 +24,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.policy import Principal, Purpose
 from app.calls import callbacks, flow, prompts
-from app.calls.models import Call, WebhookReply
+from app.calls.models import Call, WebhookReply, daily_key_subject
 from app.contacts.service import sid_hash
+from app.db.base import new_id
 from app.settings import Settings
 from app.volunteers.service import pending_verification_by_reference, verification_code
 from app.webhooks.deps import InvalidWebhookPayload, TwilioSignature, twilio_webhook, webhook_context
@@ -123,6 +125,7 @@ async def answer(
     store: bool = True,
     fallback: Callable[[], str] | None = None,
     slow: Callable[[], str] | None = None,
+    load_call: bool = True,
 ) -> Response:
     """Run `work` under the deadline, store its TwiML for replays, or fall back to static TwiML.
 
@@ -135,7 +138,15 @@ async def answer(
     """
     settings: Settings = request.app.state.settings
     task = asyncio.create_task(
-        _answer(request, call_sid=call_sid, step=step, discriminator=discriminator, work=work, store=store)
+        _answer(
+            request,
+            call_sid=call_sid,
+            step=step,
+            discriminator=discriminator,
+            work=work,
+            store=store,
+            load_call=load_call,
+        )
     )
     done, _pending = await asyncio.wait({task}, timeout=DEADLINE_SECONDS)
     if task in done and task.exception() is None:
@@ -166,7 +177,14 @@ def _finish_straggler(task: asyncio.Task[str]) -> None:
 
 
 async def _answer(
-    request: Request, *, call_sid: str, step: str, discriminator: str, work: Work, store: bool = True
+    request: Request,
+    *,
+    call_sid: str,
+    step: str,
+    discriminator: str,
+    work: Work,
+    store: bool = True,
+    load_call: bool = True,
 ) -> str:
     keys = request.app.state.keys
     sealer = request.app.state.sealer
@@ -178,7 +196,11 @@ async def _answer(
             await session.commit()
             return stored
         try:
-            call = await session.scalar(select(Call).where(Call.call_sid_hash == call_hash))
+            call = (
+                await session.scalar(select(Call).where(Call.call_sid_hash == call_hash))
+                if load_call
+                else None
+            )
             xml = await work(session, call)
             if store:
                 reply = WebhookReply(
@@ -207,19 +229,45 @@ async def incoming(
     drill = webhook_context(request).drill
 
     async def work(session: AsyncSession, call: Call | None) -> str:
-        if call is None:
-            now = request.app.state.clock.now()
-            call = Call(
-                call_sid_hash=sid_hash(request.app.state.keys, event.call_sid),
+        # One write: the row with the sealed number, inserted unless a replay got here first. The
+        # answer needs no storing: the menu is the same bytes for every call and every replay.
+        now = request.app.state.clock.now()
+        row = Call(
+            id=new_id(),
+            call_sid_hash=sid_hash(request.app.state.keys, event.call_sid),
+            key_subject=daily_key_subject("calls", now.date()),
+            drill=drill,
+            created_at=now,
+            updated_at=now,
+        )
+        await request.app.state.sealer.seal(session, row, "from_number", event.from_ or None)
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        await session.execute(
+            insert(Call)
+            .values(
+                id=row.id,
+                call_sid_hash=row.call_sid_hash,
+                key_subject=row.key_subject,
+                from_number=row.from_number,
                 drill=drill,
+                emergency=False,
+                state="menu",
                 created_at=now,
                 updated_at=now,
             )
-            await request.app.state.sealer.seal(session, call, "from_number", event.from_ or None)
-            session.add(call)
+            .on_conflict_do_nothing(index_elements=["call_sid_hash"])
+        )
         return menu(settings, attempt=1)
 
-    return await answer(request, call_sid=event.call_sid, step="incoming", discriminator="", work=work)
+    return await answer(
+        request,
+        call_sid=event.call_sid,
+        step="incoming",
+        discriminator="",
+        work=work,
+        store=False,
+        load_call=False,
+    )
 
 
 def menu(settings: Settings, *, attempt: int) -> str:

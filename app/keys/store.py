@@ -116,6 +116,11 @@ class Sealer:
         self.keys = keys
         self.clock = clock
         self.cache = DataKeyCache(ttl_seconds=cache_ttl, max_size=cache_size) if cache_ttl > 0 else None
+        # Sealing only: (subject, class) → (key, monotonic expiry). Reveals never use this — they
+        # confirm the key is live in their own transaction. A value sealed within the TTL after
+        # its key was destroyed is shredded along with its class, which is what destruction means.
+        self.seal_ttl = min(cache_ttl, 60.0)
+        self._sealing: dict[tuple[uuid.UUID, str], tuple[DataKey, float]] = {}
 
     async def data_key(
         self, session: AsyncSession, subject_id: uuid.UUID, retention_class: RetentionClass
@@ -197,7 +202,7 @@ class Sealer:
             setattr(row, attribute, None)
             return
         target = seal_target(row, attribute)
-        key = await self.data_key(session, target.subject_id, target.retention_class)
+        key = await self._sealing_key(session, target.subject_id, target.retention_class)
         blob = seal(
             key,
             plaintext.encode("utf-8"),
@@ -206,6 +211,23 @@ class Sealer:
             subject_id=target.subject_id,
         )
         setattr(row, attribute, Sealed(blob))
+
+    async def _sealing_key(
+        self, session: AsyncSession, subject_id: uuid.UUID, retention_class: RetentionClass
+    ) -> DataKey:
+        """A data key to seal with: from memory for a subject sealed to moments ago (hot shared
+        subjects such as a day's calls), else from the database."""
+        slot = (subject_id, retention_class.value)
+        remembered = self._sealing.get(slot)
+        now = time.monotonic()
+        if remembered is not None and remembered[1] > now:
+            return remembered[0]
+        key = await self.data_key(session, subject_id, retention_class)
+        if self.seal_ttl > 0:
+            if len(self._sealing) > 4096:
+                self._sealing.clear()
+            self._sealing[slot] = (key, now + self.seal_ttl)
+        return key
 
     async def live_keys(
         self, session: AsyncSession, key_ids: set[uuid.UUID]

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.calls import flow
-from app.calls.models import Call
+from app.calls.models import Call, daily_key_subject
 from app.clock import FrozenClock
 from app.contacts.service import sid_hash
 from app.db.engine import Database
@@ -61,7 +61,10 @@ async def test_a_lost_final_status_callback_is_reconciled(
             await set_availability(session, clock, volunteer, state=PresenceState.available, actor=SETUP)
         async with database.sessionmaker() as session:
             call = Call(
-                call_sid_hash=sid_hash(state.keys, record.sid), created_at=clock.now(), updated_at=clock.now()
+                call_sid_hash=sid_hash(state.keys, record.sid),
+                key_subject=daily_key_subject("calls", clock.now().date()),
+                created_at=clock.now(),
+                updated_at=clock.now(),
             )
             await state.sealer.seal(session, call, "from_number", "+12025550177")
             session.add(call)
