@@ -172,3 +172,36 @@ async def test_a_reply_to_a_caller_who_texted_stop_is_refused(live_app: FastAPI,
         assert (await session.scalars(select(Caller))).one().opted_out_at is not None
     with pytest.raises(Exception, match="STOP"):
         await volunteer_replies(live_app, volunteer, "Hello?")
+
+
+async def test_messages_are_deleted_at_twilio_once_stored_when_configured(
+    fake: FakeTwilio, make_settings: Any, database: Database
+) -> None:
+    settings = make_settings(
+        public_url=PUBLIC_URL,
+        twilio_account_sid=fake.account_sid,
+        twilio_auth_token=fake.auth_token,
+        twilio_api_url=fake.base_url,
+        twilio_number=HOTLINE,
+        jobs_enabled=True,
+        jobs_poll_seconds=0.05,
+        delete_messages_at_twilio=True,
+    )
+    app = create_app(settings, clock=SystemClock(), database=database, run_jobs=True)
+    async with app.router.lifespan_context(app):
+        volunteer = await on_call_volunteer(app, "+12125550134", "en")
+        async with CallSimulator(fake, app=app, time_scale=0.02) as sim:
+            await sim.send_message(CALLER, HOTLINE, "hello")
+            await sim.send_message(CALLER, HOTLINE, "1")
+            await accept_chat_offer(app)
+            await volunteer_replies(app, volunteer, "How can we help?")
+
+            async def all_gone() -> bool:
+                async with app.state.database.sessionmaker() as session:
+                    rows = list(await session.scalars(select(ChatMessage).where(ChatMessage.kind == "text")))
+                return len(rows) == 3 and all(m.deleted_at_twilio is not None for m in rows)
+
+            assert await until(all_gone, timeout=15), "messages not deleted at Twilio"
+            await sim.wait_idle(10)
+        remaining = [m for m in fake.store.messages.values() if m.body in ("hello", "1", "How can we help?")]
+        assert remaining == []
