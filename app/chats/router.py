@@ -36,7 +36,7 @@ def reply(text: str | None) -> Response:
     return Response(content=twiml.message_reply(text) if text else twiml.empty_response(), media_type=TWIML)
 
 
-async def spool(request: Request, event: IncomingMessage, drill: bool) -> None:
+async def spool(request: Request, event: IncomingMessage, drill: bool, received_at: Any = None) -> None:
     message = SpooledMessage(
         message_sid=event.message_sid,
         from_address=event.from_,
@@ -44,7 +44,7 @@ async def spool(request: Request, event: IncomingMessage, drill: bool) -> None:
         media_count=event.num_media,
         opt_out_type=event.opt_out_type,
         drill=drill,
-        received_at=request.app.state.clock.now().isoformat(),
+        received_at=(received_at or request.app.state.clock.now()).isoformat(),
     )
     await asyncio.to_thread(request.app.state.spool.append, message)
 
@@ -55,6 +55,7 @@ async def incoming(
 ) -> Response:
     drill = webhook_context(request).drill
     state = request.app.state
+    received_at = state.clock.now()  # arrival, not when slow work got round to it
 
     async def work() -> str | None:
         async with state.database.sessionmaker() as session:
@@ -67,6 +68,7 @@ async def incoming(
                 media_count=event.num_media,
                 opt_out_type=event.opt_out_type,
                 drill=drill,
+                received_at=received_at,
             )
             stored = await service.message_by_sid(session, state.keys, event.message_sid)
             if stored is not None:
@@ -86,7 +88,7 @@ async def incoming(
         "message spooled: database unavailable",
         extra={"error": type(task.exception()).__name__ if task in done else "DeadlineExceeded"},
     )
-    await spool(request, event, drill)
+    await spool(request, event, drill, received_at)
     return reply(None)
 
 

@@ -219,7 +219,14 @@ async def receive(
             details={"channel": channel, "case": case.public_id},
         )
         await store_inbound(
-            session, sealer, clock, conversation, message_sid=message_sid, body=body, media_count=media_count
+            session,
+            sealer,
+            clock,
+            conversation,
+            message_sid=message_sid,
+            body=body,
+            media_count=media_count,
+            received_at=received_at,
         )
         return language_menu()
     await store_inbound(

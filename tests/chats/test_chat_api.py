@@ -23,15 +23,12 @@ async def test_chat_api_end_to_end_with_canaries(
     scan = CanaryScan(app.state.database, captured_logs)
     caller = scan.canaries.phone(0)
     settings = app.state.settings
-    hooks = [
-        await post(
-            client, settings, "/twilio/messaging/incoming", message_params(scan.canaries.note, from_=caller)
-        ),
-        await post(client, settings, "/twilio/messaging/incoming", message_params("2", from_=caller)),
-        await post(
-            client, settings, "/twilio/messaging/incoming", message_params(scan.canaries.name, from_=caller)
-        ),
-    ]
+    hooks = []
+    for body in (scan.canaries.note, "2", scan.canaries.name):
+        hooks.append(
+            await post(client, settings, "/twilio/messaging/incoming", message_params(body, from_=caller))
+        )
+        app.state.clock.advance(1)  # messages a second apart, as in life
     volunteer = await sign_in(app)
     other = await sign_in(app)
     async with app.state.database.sessionmaker() as session, session.begin():
