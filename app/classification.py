@@ -117,4 +117,14 @@ ALLOWED_PLAINTEXT: dict[tuple[str, str], str] = {
     ("chat_messages", "kind"): _ID,
     ("chat_messages", "sid_hash"): _HASH,
     ("chat_messages", "status"): "Twilio's delivery status word",
+    ("rights_texts", "public_id"): _ID,
+    ("rights_texts", "topic"): _ID,
+    ("rights_texts", "language"): _ID,
+    ("rights_texts", "title"): "public know-your-rights information, about no one",
+    ("rights_texts", "body"): "public know-your-rights information, about no one",
+    ("rights_texts", "audio_url"): "a public recording of a know-your-rights text",
+    (
+        "rights_texts",
+        "review_note",
+    ): "an admin's note on reviewing a public text (the API says not to name callers)",
 }

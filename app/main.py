@@ -42,6 +42,7 @@ from app.keys.store import KeyStore, Sealer
 from app.logging import configure_logging
 from app.metrics import Metrics
 from app.middleware import RequestContextMiddleware
+from app.rights.router import router as rights_router
 from app.security_headers import SecurityHeadersMiddleware
 from app.settings import Settings, load_settings
 from app.volunteers.router import router as volunteers_router
@@ -61,6 +62,7 @@ API_ROUTERS = (
     volunteers_router,
     telephony_router,
     chats_router,
+    rights_router,
 )
 
 

@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     # with a withheld number are never offered one: nobody could call them back); longest message.
     voicemail_offer_seconds: float = Field(default=120, ge=0, le=7200)
     voicemail_max_seconds: int = Field(default=180, ge=10, le=600)
+    # Know-your-rights texts whose review is older than this are flagged to supervisors.
+    rights_review_max_days: float = Field(default=180, ge=1, le=3650)
     # Chat: conversations close after this long without a message either way; WhatsApp replies
     # outside the 24-hour window are held and this approved template (a Content SID, HX…) asks the
     # caller to write back; optionally delete each message at Twilio once stored here.

@@ -315,6 +315,24 @@ def regular_plans(world: World) -> dict[str, Plan]:
     async def on_conversation(case: Case, index: int) -> None:
         case.path_parameters = {"conversation_id": await fresh_conversation(app, world.case)}
 
+    async def on_rights_draft(case: Case, index: int) -> None:
+        from app.rights import service as rights
+        from app.rights.models import RightsTopic
+
+        async with app.state.database.sessionmaker() as session, session.begin():
+            text = await rights.add_version(
+                session,
+                app.state.clock,
+                topic=RightsTopic.in_the_street,
+                language="ru",
+                title="На улице",
+                body="Сохраняйте спокойствие.",
+                audio_url=None,
+                author=None,
+                actor=SETUP,
+            )
+        case.path_parameters = {"text_id": text.public_id}
+
     async def on_callback(case: Case, index: int) -> None:
         case.path_parameters = {"callback_id": await fresh_callback(app)}
 
@@ -358,6 +376,9 @@ def regular_plans(world: World) -> dict[str, Plan]:
         "POST /api/v1/chats/{conversation_id}/messages/reveal": Plan("volunteer", on_conversation),
         "POST /api/v1/chats/{conversation_id}/messages": Plan("volunteer", on_conversation),
         "POST /api/v1/chats/{conversation_id}/close": Plan("volunteer", on_conversation),
+        "GET /api/v1/rights": Plan("supervisor"),
+        "POST /api/v1/rights": Plan("admin"),
+        "POST /api/v1/rights/{text_id}/review": Plan("admin", on_rights_draft),
         "GET /api/v1/schedule": Plan("supervisor"),
         "GET /api/v1/schedule/on-call": Plan("supervisor"),
         "PUT /api/v1/schedule/{user_id}": Plan("supervisor", on_volunteer),

@@ -27,6 +27,8 @@ class Permission(StrEnum):
     schedule_read = "schedule_read"  # own shifts; all shifts with schedule_manage
     schedule_manage = "schedule_manage"  # set anyone's shifts and date overrides
     on_call_read = "on_call_read"  # who is on call now, with live presence
+    rights_read = "rights_read"  # know-your-rights texts, reviewed or not, and their staleness
+    rights_manage = "rights_manage"  # write new versions and record reviews (admins)
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -37,6 +39,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.cases_write,
             Permission.availability,
             Permission.schedule_read,
+            Permission.rights_read,
         }
     ),
     Role.supervisor: frozenset(
@@ -54,6 +57,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.schedule_read,
             Permission.schedule_manage,
             Permission.on_call_read,
+            Permission.rights_read,
         }
     ),
     Role.admin: frozenset(
@@ -63,6 +67,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.users_manage,
             Permission.schedule_read,
             Permission.schedule_manage,
+            Permission.rights_read,
+            Permission.rights_manage,
         }
     ),
 }

@@ -313,6 +313,29 @@ def with_body(build: Build, payload: dict[str, Any]) -> Build:
     return combined
 
 
+RIGHTS_BODY = {"topic": "at_work", "language": "es", "title": "En el trabajo", "body": "Mantenga la calma."}
+
+
+async def rights_draft_by_someone_else(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    """A fresh unreviewed version written by another admin (so the caller may review it)."""
+    from app.rights import service as rights
+    from app.rights.models import RightsTopic
+
+    async with app.state.database.sessionmaker() as session, session.begin():
+        text = await rights.add_version(
+            session,
+            app.state.clock,
+            topic=RightsTopic.at_work,
+            language="es",
+            title="En el trabajo",
+            body="Mantenga la calma.",
+            audio_url=None,
+            author=None,
+            actor=SETUP,
+        )
+    return {"text_id": text.public_id, "json": {}}
+
+
 BAD_TOKEN = {"token": "x" * 43}
 
 MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
@@ -405,6 +428,12 @@ MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
     ("POST", "/api/v1/chats/{conversation_id}/close"): (
         conversation_on_world_case,
         expect(401, 200, 404, 404, 404, 403),
+    ),
+    ("GET", "/api/v1/rights"): (nothing, expect(401, 200, 200, 200, 200, 200)),
+    ("POST", "/api/v1/rights"): (body(RIGHTS_BODY), expect(401, 403, 403, 403, 403, 201)),
+    ("POST", "/api/v1/rights/{text_id}/review"): (
+        rights_draft_by_someone_else,
+        expect(401, 403, 403, 403, 403, 200),
     ),
     ("GET", "/api/v1/schedule/on-call"): (nothing, expect(401, 403, 403, 200, 200, 403)),
     ("PUT", "/api/v1/schedule/{user_id}"): (
@@ -552,6 +581,7 @@ async def test_authorization_matrix(app: FastAPI, client: httpx.AsyncClient) -> 
                 offer_id=request.get("offer_id", "OF-2222-2222"),
                 callback_id=request.get("callback_id", "CB-2222-2222"),
                 conversation_id=request.get("conversation_id", "CV-2222-2222"),
+                text_id=request.get("text_id", "RT-2222-2222"),
             )
             response = await http.request(method, path, json=request.get("json"), headers=headers)
             if response.status_code != expected[role]:
