@@ -52,6 +52,9 @@ async def send(ctx: JobContext, payload: dict[str, Any]) -> None:
     if caller.opted_out_at is not None:
         message.status, message.error_code = "failed", 21610
         return
+    if caller.safe_to_text is False:
+        message.status = "failed"  # the caller said texting them is unsafe: never sent
+        return
     now = ctx.clock.now()
     if message.kind == "text" and service.outside_window(conversation, now):
         message.status = "held"  # released when the caller writes again

@@ -205,3 +205,23 @@ async def test_messages_are_deleted_at_twilio_once_stored_when_configured(
             await sim.wait_idle(10)
         remaining = [m for m in fake.store.messages.values() if m.body in ("hello", "1", "How can we help?")]
         assert remaining == []
+
+
+async def test_nothing_is_texted_to_a_caller_marked_unsafe_to_text(
+    live_app: FastAPI, fake: FakeTwilio
+) -> None:
+    from app.callers.models import Caller
+
+    async with CallSimulator(fake, app=live_app, time_scale=0.02) as sim:
+        await sim.send_message(CALLER, HOTLINE, "hi")
+        async with live_app.state.database.sessionmaker() as session, session.begin():
+            (await session.scalars(select(Caller))).one().safe_to_text = False
+            conversation = (await session.scalars(select(Conversation))).one()
+            automatic = await service.system_reply(live_app.state, session, conversation, "Automatic reply")
+
+        async def failed() -> bool:
+            return await status_of(live_app, automatic.public_id) == "failed"
+
+        assert await until(failed)
+        await sim.wait_idle(5)
+    assert not [m for m in fake.store.messages.values() if m.body == "Automatic reply"]
