@@ -111,6 +111,7 @@ ALLOWED_PLAINTEXT: dict[tuple[str, str], str] = {
     ("chat_conversations", "channel"): _ID,
     ("chat_conversations", "state"): _ID,
     ("chat_conversations", "language"): _ID,
+    ("chat_conversations", "rights_language"): _ID,
     ("chat_conversations", "closed_reason"): "a fixed reason word (volunteer, inactivity, stop)",
     ("chat_messages", "public_id"): _ID,
     ("chat_messages", "direction"): _ID,

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     voicemail_max_seconds: int = Field(default=180, ge=10, le=600)
     # Know-your-rights texts whose review is older than this are flagged to supervisors.
     rights_review_max_days: float = Field(default=180, ge=1, le=3650)
+    # SMS/WhatsApp keywords asking for them, per language (JSON); replaces the shipped words
+    # (RIGHTS, DERECHOS, DWA, ПРАВА, 权利, 權利, অধিকার) for the languages it names.
+    rights_keywords: dict[str, list[str]] | None = None
     # Chat: conversations close after this long without a message either way; WhatsApp replies
     # outside the 24-hour window are held and this approved template (a Content SID, HX…) asks the
     # caller to write back; optionally delete each message at Twilio once stored here.

@@ -54,12 +54,14 @@ __all__ = [
     "hold",
     "language_menu",
     "leave",
+    "message_replies",
     "message_reply",
     "overflow_fallback",
     "pause_then_redirect",
     "record_voicemail",
     "redirect",
     "sanitize_text",
+    "split_message",
     "whisper",
 ]
 
@@ -539,6 +541,37 @@ def message_reply(body: str) -> str:
     response = MessagingResponse()
     response.message(text)
     return _render(response, "messaging")
+
+
+def message_replies(bodies: Sequence[str]) -> str:
+    """Several ``<Message>`` replies in order (a long text split into numbered parts)."""
+    if not bodies:
+        raise ValueError("at least one message")
+    response = MessagingResponse()
+    for body in bodies:
+        text = sanitize_text(body)
+        if not text.strip() or len(text) > MAX_MESSAGE_BODY_CHARS:
+            raise ValueError(f"each body must be 1 to {MAX_MESSAGE_BODY_CHARS} characters")
+        response.message(text)
+    return _render(response, "messaging")
+
+
+def split_message(text: str, limit: int = MAX_MESSAGE_BODY_CHARS) -> list[str]:
+    """One body when it fits; beyond ``limit``, parts numbered "(1/3) …" split at whitespace."""
+    if len(text) <= limit:
+        return [text]
+    budget = limit - len("(99/99) ")
+    parts: list[str] = []
+    rest = text
+    while rest:
+        if len(rest) <= budget:
+            parts.append(rest)
+            break
+        cut = rest.rfind(" ", 0, budget)
+        cut = cut if cut > budget // 2 else budget
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    return [f"({n}/{len(parts)}) {part}" for n, part in enumerate(parts, start=1)]
 
 
 def empty_response() -> str:

@@ -60,7 +60,7 @@ SYSTEM_FIELDS: dict[Purpose, frozenset[str]] = {
     Purpose.webhook_replay: frozenset({"call_webhook.reply"}),
     Purpose.call_control: frozenset({"contact.twilio_sid", "offer.leg_sid"}),
     Purpose.store_voicemail: frozenset({"voicemail.recording_sid"}),
-    Purpose.send_message: frozenset({"chat_message.body"}),
+    Purpose.send_message: frozenset({"chat_message.body", "chat_message.sid"}),
 }
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.access.policy import Principal, Purpose
+from app.access.policy import Principal, Purpose, system_may_open
 from app.callers.models import Caller
 from app.chats import service
 from app.chats.models import ChatMessage, Conversation, ConversationState
@@ -182,3 +182,54 @@ async def ingest_spool(ctx: JobContext, payload: dict[str, Any]) -> None:
 
 
 registry.every("chats.ingest_spool", lambda services: 10.0)
+
+
+@registry.register("chats.reconcile_statuses", timeout=120)
+async def reconcile_statuses(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Ask Twilio for the status of our messages still short of a final one after a minute (a
+    status callback is never retried by Twilio, and can arrive before we know the SID)."""
+    client = ctx.services.get("telephony")
+    if client is None:
+        return
+    state = _state(ctx)
+    cutoff = ctx.clock.now() - timedelta(seconds=60)
+    rows = list(
+        await ctx.session.scalars(
+            select(ChatMessage)
+            .where(
+                ChatMessage.direction == "out",
+                ChatMessage.status_rank.between(0, 4),
+                ChatMessage.sid_hash.is_not(None),
+                ChatMessage.updated_at < cutoff,
+                ChatMessage.created_at > ctx.clock.now() - timedelta(days=2),
+            )
+            .order_by(ChatMessage.updated_at)
+            .limit(50)
+        )
+    )
+    if not rows:
+        return
+    if not system_may_open(SENDER, Purpose.send_message, {"chat_message.sid"}):
+        raise PermanentFailure("policy does not allow reading message SIDs")
+    sids = await state.broker.reveal_rows(
+        ctx.session,
+        SENDER,
+        rows,
+        "message_sid",
+        purpose=Purpose.send_message,
+        action="system.reveal",
+        object_type="chat_message",
+        object_id="reconcile",
+    )
+    for message, sid in zip(rows, sids, strict=True):
+        if not sid:
+            continue
+        try:
+            info = await client.fetch_message(sid)
+        except TelephonyError:
+            continue
+        await service.record_status(state, ctx.session, sid, info.status, info.error_code)
+        message.updated_at = ctx.clock.now()
+
+
+registry.every("chats.reconcile_statuses", lambda services: 60.0)

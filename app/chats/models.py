@@ -44,6 +44,9 @@ class Conversation(UUIDPrimaryKey, Base):
     last_activity_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
     closed_reason: Mapped[str | None] = mapped_column(String(16))  # volunteer | inactivity | stop
+    # A know-your-rights topic menu sent in this language and when (digits answer it for a while).
+    rights_language: Mapped[str | None] = mapped_column(String(8))
+    rights_menu_at: Mapped[datetime | None]
 
 
 class ChatMessage(UUIDPrimaryKey, Base):

@@ -33,7 +33,9 @@ _stragglers: set[asyncio.Task[Any]] = set()
 
 
 def reply(text: str | None) -> Response:
-    return Response(content=twiml.message_reply(text) if text else twiml.empty_response(), media_type=TWIML)
+    """One <Message> up to 1,600 characters; beyond that, numbered parts."""
+    body = twiml.message_replies(twiml.split_message(text)) if text else twiml.empty_response()
+    return Response(content=body, media_type=TWIML)
 
 
 async def spool(request: Request, event: IncomingMessage, drill: bool, received_at: Any = None) -> None:
@@ -108,13 +110,21 @@ async def status(
     state = request.app.state
 
     async def work() -> None:
-        async with state.database.sessionmaker() as session:
-            message = await service.record_status(
-                state, session, event.message_sid, event.message_status, event.error_code
-            )
-            if message is not None and message.status_rank >= 5:
-                await schedule_deletion(session, state.clock, state.settings, message)
-            await session.commit()
+        # A callback can overtake the send job's commit of the message's SID: look again for a
+        # few seconds (past the answer's deadline, in the background); `chats.reconcile_statuses`
+        # catches anything still missed.
+        for delay in (0.0, 0.2, 0.5, 1.0, 2.0, 4.0):
+            await asyncio.sleep(delay)
+            async with state.database.sessionmaker() as session:
+                message = await service.record_status(
+                    state, session, event.message_sid, event.message_status, event.error_code
+                )
+                if message is None:
+                    continue
+                if message.status_rank >= 5:
+                    await schedule_deletion(session, state.clock, state.settings, message)
+                await session.commit()
+                return
 
     task = asyncio.create_task(work())
     done, _ = await asyncio.wait({task}, timeout=DEADLINE_SECONDS)

@@ -52,10 +52,69 @@ HELP_WORDS = frozenset({"HELP", "INFO"})
 TEXTS_FILE = Path(__file__).with_name("texts.json")
 
 
+RIGHTS_MENU_MINUTES = 15
+
+
 @cache
+def _data() -> dict[str, Any]:
+    return dict(json.loads(TEXTS_FILE.read_text(encoding="utf-8")))
+
+
 def _texts() -> dict[str, dict[str, str]]:
-    data = json.loads(TEXTS_FILE.read_text(encoding="utf-8"))
-    return {code: dict(values) for code, values in data["texts"].items()}
+    return {code: dict(values) for code, values in _data()["texts"].items()}
+
+
+def rights_keyword_language(keyword: str, settings: Any) -> str | None:
+    """The language a know-your-rights keyword asks in (`RIGHTS`, `DERECHOS`, `DWA`…), or None.
+    `HOTLINE_RIGHTS_KEYWORDS` (JSON, language → words) replaces the shipped list per language."""
+    table: dict[str, list[str]] = dict(_data()["rights_keywords"])
+    table.update(getattr(settings, "rights_keywords", None) or {})
+    for language, words in table.items():
+        if keyword in {w.strip().upper() for w in words}:
+            return language
+    return None
+
+
+async def rights_reply(
+    session: AsyncSession, conversation: Conversation, language: str, now: datetime
+) -> str:
+    """The topic menu of the reviewed texts in `language` (digits then answer it for a while)."""
+    from app.rights import service as rights
+
+    topics = await rights.servable_topics(session, language)
+    if not topics:
+        return text("rights_none", language)
+    conversation.rights_language, conversation.rights_menu_at = language, now
+    lines = [text("rights_menu", language)]
+    for number, topic in enumerate(topics, start=1):
+        served = await rights.current(session, topic, language)
+        if served is not None:
+            lines.append(f"{number} {served.title}")
+    return "\n".join(lines)
+
+
+async def rights_choice(
+    session: AsyncSession, conversation: Conversation, choice: str, now: datetime
+) -> str | None:
+    """A digit answering a recent topic menu: the chosen reviewed text (title and body)."""
+    from app.rights import service as rights
+
+    if (
+        conversation.rights_menu_at is None
+        or conversation.rights_language is None
+        or now - conversation.rights_menu_at > timedelta(minutes=RIGHTS_MENU_MINUTES)
+        or not choice.isdigit()
+    ):
+        return None
+    topics = await rights.servable_topics(session, conversation.rights_language)
+    index = int(choice) - 1
+    if not 0 <= index < len(topics):
+        return None
+    served = await rights.current(session, topics[index], conversation.rights_language)
+    if served is None:
+        return None
+    conversation.rights_menu_at = None
+    return f"{served.title}\n{served.body}"
 
 
 def text(key: str, language: str | None) -> str:
@@ -228,6 +287,13 @@ async def receive(
             media_count=media_count,
             received_at=received_at,
         )
+        asked = rights_keyword_language(keyword, state.settings)
+        if asked is not None:
+            return (
+                None
+                if caller.safe_to_text is False
+                else await rights_reply(session, conversation, asked, now)
+            )
         return language_menu()
     await store_inbound(
         session,
@@ -241,6 +307,13 @@ async def receive(
     )
     if keyword in HELP_WORDS:
         return text("help", conversation.language)
+    now = received_at or clock.now()
+    asked = rights_keyword_language(keyword, state.settings)
+    if asked is not None:
+        return None if caller.safe_to_text is False else await rights_reply(session, conversation, asked, now)
+    chosen_text = await rights_choice(session, conversation, body.strip(), now)
+    if chosen_text is not None:
+        return None if caller.safe_to_text is False else chosen_text
     if conversation.state == ConversationState.language:
         chosen = prompts.language_for_digit(body.strip())
         if chosen is None:
