@@ -3,6 +3,7 @@ second admin makes a version the served one; stale reviews flagged; bad input re
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from fastapi import FastAPI
@@ -133,3 +134,23 @@ async def test_rights_routes_leak_no_plaintext(app: FastAPI, captured_logs: obje
     ]
     scan.responses = [r.content for r in responses]
     assert await scan.hits() == []
+
+
+async def test_control_characters_and_broken_text_are_refused(app: FastAPI) -> None:
+    """Found by fuzzing on PostgreSQL (which refuses NUL in text): a clear 422, nothing written."""
+    admin = await sign_in(app, roles="admin")
+    before = await count(app)
+    good = {"topic": "at_work", "language": "en", "title": "At work", "body": "Stay calm."}
+    for bad in (
+        good | {"body": "Stay\x00calm"},
+        good | {"title": "At\nwork"},
+        good | {"audio_url": "https://example.org/\x00a.mp3"},
+        good | {"body": "broken \ud83c text"},
+    ):
+        answer = await admin.http.post(
+            "/api/v1/rights",
+            content=json.dumps(bad),  # ASCII-escaped, as a client may send a lone surrogate
+            headers=admin.headers() | {"Content-Type": "application/json"},
+        )
+        assert answer.status_code == 422, bad
+    assert await count(app) == before

@@ -3,11 +3,12 @@ whether its review is stale); admins add versions and record reviews."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
 
 from app.access.permissions import Permission
@@ -26,17 +27,41 @@ TopicName = Literal[
     "at_the_door", "at_work", "in_the_street", "family_detained", "finding_someone", "right_to_lawyer"
 ]
 LanguageName = Literal["en", "es", "cmn", "yue", "ht", "ru", "bn"]
-HttpsUrl = Annotated[str, StringConstraints(pattern=r"^https://[^\s]{3,490}$")]
+HttpsUrl = Annotated[
+    str,
+    StringConstraints(pattern=r"^https://[^\s\x00-\x1f\x7f]{3,490}$"),
+    AfterValidator(lambda v: _printable(v)),
+]
+# Stored in the clear (public text): no control characters (PostgreSQL refuses NUL), bar line breaks.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _printable(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid text (no lone surrogates)") from None
+    return value
+
+
+def _one_line(value: str) -> str:
+    if "\n" in value or "\r" in value or "\t" in value:
+        raise ValueError("must be one line")
+    return _printable(value)
 
 
 class RightsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     topic: TopicName
     language: LanguageName
-    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
-    body: Annotated[str, StringConstraints(min_length=1, max_length=service.MAX_BODY)] = Field(
-        description="Spoken by text-to-speech (≤ 4,000 characters) and texted (split beyond 1,600)."
-    )
+    title: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80), AfterValidator(_one_line)
+    ]
+    body: Annotated[
+        str, StringConstraints(min_length=1, max_length=service.MAX_BODY), AfterValidator(_printable)
+    ] = Field(description="Spoken by text-to-speech (≤ 4,000 characters) and texted (split beyond 1,600).")
     audio_url: HttpsUrl | None = Field(
         None, description="A recording of the body; required to play it in a language without a Twilio voice."
     )
@@ -44,7 +69,10 @@ class RightsIn(BaseModel):
 
 class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+    note: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=500), AfterValidator(_printable)]
+        | None
+    ) = None
 
 
 class RightsOut(BaseModel):
