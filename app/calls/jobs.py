@@ -39,6 +39,20 @@ def _telephony(ctx: JobContext) -> Any:
     return client
 
 
+async def volunteer_number(ctx: JobContext, volunteer: User) -> str:
+    """A volunteer's phone, opened through the broker for dialling them (audited)."""
+    number: str = await ctx.services["broker"].reveal_for_system(
+        ctx.session,
+        DIALLER,
+        volunteer,
+        "phone",
+        purpose=Purpose.dial_volunteer,
+        object_type="user",
+        object_id=volunteer.public_id,
+    )
+    return number
+
+
 @registry.register("calls.dial_volunteer", timeout=30)
 async def dial_volunteer(ctx: JobContext, payload: dict[str, Any]) -> None:
     """Ring the volunteer with the hotline's number; the answered leg hears the whisper."""
@@ -50,15 +64,7 @@ async def dial_volunteer(ctx: JobContext, payload: dict[str, Any]) -> None:
     if volunteer is None or volunteer.phone is None:
         raise PermanentFailure("volunteer has no phone")
     client = _telephony(ctx)
-    number = await ctx.services["broker"].reveal_for_system(
-        ctx.session,
-        DIALLER,
-        volunteer,
-        "phone",
-        purpose=Purpose.dial_volunteer,
-        object_type="user",
-        object_id=volunteer.public_id,
-    )
+    number = await volunteer_number(ctx, volunteer)
     base = settings.public_url
     await client.create_call(
         to=number,
@@ -175,15 +181,7 @@ async def place_callback(ctx: JobContext, payload: dict[str, Any]) -> None:
         await finish_attempt(ctx.session, ctx.clock, callback, "volunteer-unavailable")
         return
     client = _telephony(ctx)
-    number = await ctx.services["broker"].reveal_for_system(
-        ctx.session,
-        DIALLER,
-        volunteer,
-        "phone",
-        purpose=Purpose.dial_volunteer,
-        object_type="user",
-        object_id=volunteer.public_id,
-    )
+    number = await volunteer_number(ctx, volunteer)
     base = settings.public_url
     await client.create_call(
         to=number,
@@ -308,15 +306,7 @@ async def verification_call(ctx: JobContext, payload: dict[str, Any]) -> None:
     if user is None or user.phone is None:
         return
     client = _telephony(ctx)
-    number = await ctx.services["broker"].reveal_for_system(
-        ctx.session,
-        DIALLER,
-        user,
-        "phone",
-        purpose=Purpose.dial_volunteer,
-        object_type="user",
-        object_id=user.public_id,
-    )
+    number = await volunteer_number(ctx, user)
     reference = verification_reference(ctx.services["keys"], verification.id)
     await client.create_call(
         to=number,

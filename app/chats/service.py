@@ -245,6 +245,7 @@ async def receive(
             if is_stop:
                 await close(state, session, conversation, reason="stop")
         return None  # Twilio answers STOP/START itself
+    opened = conversation is None
     if conversation is None:
         case = await create_case(
             session, sealer, clock, actor=CHAT_FLOW, language="en", caller=caller, drill=drill
@@ -277,24 +278,6 @@ async def receive(
             object_id=conversation.public_id,
             details={"channel": channel, "case": case.public_id},
         )
-        await store_inbound(
-            session,
-            sealer,
-            clock,
-            conversation,
-            message_sid=message_sid,
-            body=body,
-            media_count=media_count,
-            received_at=received_at,
-        )
-        asked = rights_keyword_language(keyword, state.settings)
-        if asked is not None:
-            return (
-                None
-                if caller.safe_to_text is False
-                else await rights_reply(session, conversation, asked, now)
-            )
-        return language_menu()
     await store_inbound(
         session,
         sealer,
@@ -305,12 +288,14 @@ async def receive(
         media_count=media_count,
         received_at=received_at,
     )
-    if keyword in HELP_WORDS:
+    if keyword in HELP_WORDS and not opened:
         return text("help", conversation.language)
     now = received_at or clock.now()
     asked = rights_keyword_language(keyword, state.settings)
     if asked is not None:
         return None if caller.safe_to_text is False else await rights_reply(session, conversation, asked, now)
+    if opened:
+        return language_menu()
     chosen_text = await rights_choice(session, conversation, body.strip(), now)
     if chosen_text is not None:
         return None if caller.safe_to_text is False else chosen_text
