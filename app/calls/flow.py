@@ -206,12 +206,15 @@ async def caller_hung_up(app: Any, session: AsyncSession, call: Call) -> None:
     task = await session.get(Task, call.task_id)
     if task is None:
         return
-    if task.state == TaskState.assigned and call.state != "connected":
-        # Accepted, but the caller left before reaching the conference: free the volunteer.
+    if task.state == TaskState.assigned:
+        # The caller is gone, so the volunteer's leg has nothing left to do. Usually the
+        # conference's endConferenceOnExit has already ended it, but a volunteer whose answer
+        # reached Twilio after the caller had left would join a fresh, empty conference and wait
+        # there alone (found by the 200-call surge): hang it up (a leg already over is fine).
         await release_volunteer_legs(session, app.state.clock, task)
-        await end_task(app, session, task, "abandoned")
+        await end_task(app, session, task, "completed" if call.state == "connected" else "abandoned")
         return
-    await end_task(app, session, task, "completed" if task.state == TaskState.assigned else "abandoned")
+    await end_task(app, session, task, "abandoned")
 
 
 async def remember_leg(app: Any, session: AsyncSession, offer_id: str, leg_sid: str) -> None:

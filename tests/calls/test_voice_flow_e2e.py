@@ -69,6 +69,47 @@ async def test_a_caller_who_hangs_up_in_the_queue_is_abandoned(live_app: FastAPI
     assert (await settled_task(live_app, TaskState.abandoned)).state == TaskState.abandoned
 
 
+async def test_a_volunteer_whose_answer_arrives_after_the_caller_left_is_hung_up(
+    live_app: FastAPI, fake: FakeTwilio
+) -> None:
+    """The race the 200-call surge found: the volunteer presses 1, the acceptance commits, the
+    caller is dequeued into the conference and hangs up there, and only then does Twilio get the
+    volunteer's answer and join them to a fresh, empty conference. They must not wait there."""
+    import asyncio
+
+    volunteer = "+12125550166"
+    await on_call_volunteer(live_app, volunteer, "en")
+
+    def caller_done() -> bool:
+        return any(c.from_ == CALLER and c.status == "completed" for c in fake.store.calls.values())
+
+    async def late_answers(scope: Any, receive: Any, send: Any) -> None:
+        # The volunteer's answer to pressing 1 is held back until the caller's call is over.
+        async def hold_back(message: Any) -> None:
+            if (
+                scope.get("path") == "/twilio/voice/whisper-answer"
+                and message["type"] == "http.response.start"
+            ):
+                for _ in range(400):
+                    if caller_done():
+                        break
+                    await asyncio.sleep(0.05)
+            await send(message)
+
+        await live_app(scope, receive, hold_back)
+
+    async with CallSimulator(fake, app=late_answers, time_scale=0.02) as sim:
+        sim.add_party(volunteer, Party(answer_after=1, digits=("1",), talk_seconds=5, hold_patience=3000))
+        await sim.call(
+            CALLER, HOTLINE, Party(digits=("1", None), talk_seconds=5, hold_patience=5), timeout=60
+        )
+        await sim.wait_idle(20)  # without the fix the volunteer waits alone for 60 s
+    assert caller_done()
+    legs = [c for c in fake.store.calls.values() if c.to == volunteer]
+    assert len(legs) == 1 and legs[0].status == "completed"
+    assert (await settled_task(live_app, TaskState.completed)).state == TaskState.completed
+
+
 async def test_a_withheld_number_is_served_but_never_stored_as_a_caller(
     live_app: FastAPI, fake: FakeTwilio
 ) -> None:
