@@ -45,6 +45,7 @@ __all__ = [
     "EMERGENCY_DIGIT",
     "MAX_POSITION",
     "PROMPT_KEYS",
+    "RIGHTS_DIGIT",
     "STATIC_DIR",
     "STATIC_ROUTE",
     "VOICEMAIL_LEAVE_DIGIT",
@@ -75,6 +76,7 @@ PromptKey = Literal[
     "whisper",
     "voicemail_offer",
     "voicemail_prompt",
+    "rights_offer",
     "overflow_connecting",
     "unavailable",
     "goodbye",
@@ -92,6 +94,7 @@ _TERMS: Final = frozenset({"channel_call", "channel_callback", "emergency"})
 EMERGENCY_DIGIT: Final = 9
 VOICEMAIL_LEAVE_DIGIT: Final = 1
 VOICEMAIL_WAIT_DIGIT: Final = 2
+RIGHTS_DIGIT: Final = 3
 WHISPER_ACCEPT_DIGIT: Final = 1
 MAX_POSITION: Final = 999
 
@@ -352,6 +355,7 @@ def _required_digits(key: str, prompts: LanguagePrompts) -> list[int]:
         "language_menu": [prompts.menu_digit],
         "emergency_option": [EMERGENCY_DIGIT],
         "voicemail_offer": [VOICEMAIL_LEAVE_DIGIT, VOICEMAIL_WAIT_DIGIT],
+        "rights_offer": [RIGHTS_DIGIT],
         "whisper": [WHISPER_ACCEPT_DIGIT],
     }.get(key, [])
 

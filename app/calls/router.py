@@ -33,6 +33,7 @@ from app.calls import callbacks, flow, prompts
 from app.calls.models import Call, WebhookReply, daily_key_subject
 from app.contacts.service import sid_hash
 from app.db.base import new_id
+from app.rights import service as rights
 from app.settings import Settings
 from app.volunteers.service import pending_verification_by_reference, verification_code
 from app.webhooks.deps import InvalidWebhookPayload, TwilioSignature, twilio_webhook, webhook_context
@@ -61,6 +62,9 @@ REPLAYER = Principal.system("webhook-replay")
 TWIML = "application/xml"
 # How long a queued caller holds for a task still being created before going to overflow.
 TASK_GRACE_SECONDS = 30
+# Queued callers hear know-your-rights texts as hold content after this wait, a new one each round.
+RIGHTS_HOLD_AFTER_SECONDS = 30
+RIGHTS_HOLD_EVERY_SECONDS = 40
 
 
 def twiml_response(xml: str) -> Response:
@@ -397,6 +401,19 @@ async def wait(
         offer_message = await flow.may_offer_voicemail(
             session, found, request.app.state.clock, settings.voicemail_offer_seconds
         )
+        texts = await rights.voice_texts(session, found.language)
+        info: list[twiml.Prompt] = []
+        if texts:
+            info.append(prompts.resolve("rights_offer", found.language, public_url=settings.public_url))
+            if (event.queue_time or 0) >= RIGHTS_HOLD_AFTER_SECONDS:
+                # Hold content: one reviewed text per round, in turn, interruptible by a key.
+                turn = (event.queue_time or 0) // RIGHTS_HOLD_EVERY_SECONDS
+                spoken_text = rights.voice_prompt(texts[turn % len(texts)])
+                if spoken_text is not None:
+                    info.append(spoken_text)
+        if offer_message:
+            info.append(prompts.resolve("voicemail_offer", found.language, public_url=settings.public_url))
+        choice = f"{settings.public_url}/twilio/voice/wait-choice?task={task}"
         return twiml.hold(
             [
                 prompts.resolve(
@@ -404,14 +421,8 @@ async def wait(
                 )
             ],
             pause_seconds=8,
-            info_prompts=(
-                [prompts.resolve("voicemail_offer", found.language, public_url=settings.public_url)]
-                if offer_message
-                else []
-            ),
-            info_action_url=(
-                f"{settings.public_url}/twilio/voice/wait-choice?task={task}" if offer_message else None
-            ),
+            info_prompts=info,
+            info_action_url=(f"{choice}&vm=1" if offer_message else choice) if info else None,
         )
 
     def keep_holding() -> str:
@@ -440,26 +451,43 @@ async def wait_choice(
     request: Request,
     event: Annotated[GatherResult, twilio_webhook(GatherResult)],
     task: Annotated[str, Query(pattern=r"^TK-[0-9A-Z]{4}-[0-9A-Z]{4}$")],
+    vm: Annotated[int, Query(ge=0, le=1)] = 0,
+    topic: Annotated[int, Query(ge=0, le=99)] = 0,
 ) -> Response:
-    """A key pressed during hold content: 1 leaves the queue to record a message (the caller's
-    consent); anything else keeps them waiting in their place."""
+    """A key pressed during hold content, still inside the queue: 1 (when a message was offered)
+    leaves the queue to record one — the caller's consent; 3 plays the next know-your-rights
+    text; anything else keeps them waiting. Only `<Leave/>` takes a caller out of the queue, so
+    hearing their rights never costs them their place."""
     settings: Settings = request.app.state.settings
-    leave_message = (event.digits or "") == str(prompts.VOICEMAIL_LEAVE_DIGIT)
+    digits = event.digits or ""
+    leave_message = vm == 1 and digits == str(prompts.VOICEMAIL_LEAVE_DIGIT)
 
     async def work(session: AsyncSession, call: Call | None) -> str:
         found = await flow.task_by_public_id(session, task)
+        language = found.language if found else DEFAULT_LANGUAGE
         if leave_message and call is not None and found is not None and found.state in ("queued", "offered"):
             call.state = "voicemail"
             call.updated_at = request.app.state.clock.now()
             return twiml.leave()
-        return twiml.hold(
-            [
-                prompts.resolve(
-                    "hold_waiting",
-                    found.language if found else DEFAULT_LANGUAGE,
-                    public_url=settings.public_url,
+        if digits == str(prompts.RIGHTS_DIGIT) and found is not None:
+            texts = await rights.voice_texts(session, language)
+            spoken_text = rights.voice_prompt(texts[topic % len(texts)]) if texts else None
+            if spoken_text is not None:
+                # The text, then "press 3 for more" (the next topic); when the document ends,
+                # Twilio goes back to the waitUrl loop: the caller never left the queue.
+                return twiml.hold(
+                    [],
+                    pause_seconds=1,
+                    info_prompts=[
+                        spoken_text,
+                        prompts.resolve("rights_offer", language, public_url=settings.public_url),
+                    ],
+                    info_action_url=(
+                        f"{settings.public_url}/twilio/voice/wait-choice?task={task}&topic={topic + 1}"
+                    ),
                 )
-            ],
+        return twiml.hold(
+            [prompts.resolve("hold_waiting", language, public_url=settings.public_url)],
             pause_seconds=8,
         )
 
@@ -473,7 +501,7 @@ async def wait_choice(
         request,
         call_sid=event.call_sid,
         step="wait-choice",
-        discriminator=event.digits or "",
+        discriminator=f"{digits}:{topic}",
         work=work,
         store=False,
         fallback=keep_holding,

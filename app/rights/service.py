@@ -16,6 +16,7 @@ from app.clock import Clock
 from app.errors import Conflict, InvalidInput
 from app.publicid import new_public_id
 from app.rights.models import RightsText, RightsTopic
+from telephony.twiml import Prompt
 
 # A body is spoken by <Say> (at most 4,096 characters, Twilio's limit) and texted (1,600 characters
 # a message; longer texts are split and numbered when sent).
@@ -154,3 +155,33 @@ def describe(
         "stale": is_stale(text, now, max_age_days),
         "voice_ready": served and (language_has_voice(text.language) or text.audio_url is not None),
     }
+
+
+def voice_prompt(text: RightsText) -> Prompt | None:
+    """How a reviewed text is heard on a call: its recording when it has one, else the language's
+    validated voice; ``None`` when neither exists (e.g. Haitian Creole without a recording)."""
+    if text.audio_url:
+        return Prompt.play(text.audio_url)
+    prompts = catalogue()[text.language]
+    if prompts.voice is None or prompts.say_language is None:
+        return None
+    return Prompt.say(text.body, voice=prompts.voice, language=prompts.say_language)
+
+
+async def voice_texts(session: AsyncSession, language: str) -> list[RightsText]:
+    """The reviewed texts a caller can hear in `language`, in the fixed topic order."""
+    # One query (hold content asks on every poll): the latest reviewed version per topic.
+    rows = await session.scalars(
+        select(RightsText)
+        .where(
+            RightsText.language == language,
+            RightsText.reviewed_at.is_not(None),
+            RightsText.placeholder.is_(False),
+        )
+        .order_by(RightsText.version.desc())
+    )
+    latest: dict[str, RightsText] = {}
+    for text in rows:
+        latest.setdefault(text.topic, text)
+    ordered = [latest[topic.value] for topic in RightsTopic if topic.value in latest]
+    return [text for text in ordered if voice_prompt(text) is not None]
