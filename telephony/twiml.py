@@ -543,16 +543,23 @@ def message_reply(body: str) -> str:
     return _render(response, "messaging")
 
 
-def message_replies(bodies: Sequence[str]) -> str:
-    """Several ``<Message>`` replies in order (a long text split into numbered parts)."""
+def message_replies(bodies: Sequence[str], *, status_callback: str | None = None) -> str:
+    """Several ``<Message>`` replies in order (a long text split into numbered parts).
+
+    ``status_callback`` (``<Message statusCallback>``) has Twilio report each reply's status,
+    with its ``MessageSid`` — how a reply that must not stay at Twilio is found and deleted."""
     if not bodies:
         raise ValueError("at least one message")
     response = MessagingResponse()
+    callback = _check_url(status_callback, what="status_callback") if status_callback else None
     for body in bodies:
         text = sanitize_text(body)
         if not text.strip() or len(text) > MAX_MESSAGE_BODY_CHARS:
             raise ValueError(f"each body must be 1 to {MAX_MESSAGE_BODY_CHARS} characters")
-        response.message(text)
+        if callback:
+            response.message(text, status_callback=callback)
+        else:
+            response.message(text)
     return _render(response, "messaging")
 
 

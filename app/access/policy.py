@@ -36,6 +36,7 @@ class Purpose(StrEnum):
     call_control = "call_control"
     store_voicemail = "store_voicemail"
     send_message = "send_message"
+    anonymise = "anonymise"
 
 
 STAFF_PURPOSES = frozenset(
@@ -55,12 +56,16 @@ SYSTEM_FIELDS: dict[Purpose, frozenset[str]] = {
     Purpose.contact_caller: frozenset({"caller.phone", "case.callback_number"}),
     Purpose.caller_match: frozenset({"caller.phone"}),
     Purpose.code_word_check: frozenset({"case.code_word"}),
-    Purpose.twilio_cleanup: frozenset({"contact.twilio_sid", "voicemail.recording_sid", "chat_message.sid"}),
+    Purpose.twilio_cleanup: frozenset(
+        {"contact.twilio_sid", "voicemail.recording_sid", "chat_message.sid", "twilio_cleanup.sid"}
+    ),
     Purpose.sign_in: frozenset({"user.totp_secret"}),
     Purpose.webhook_replay: frozenset({"call_webhook.reply"}),
     Purpose.call_control: frozenset({"contact.twilio_sid", "offer.leg_sid"}),
-    Purpose.store_voicemail: frozenset({"voicemail.recording_sid"}),
+    Purpose.store_voicemail: frozenset({"voicemail.recording_sid", "report_entry.recording_sid"}),
     Purpose.send_message: frozenset({"chat_message.body", "chat_message.sid"}),
+    # Moving an anonymous report's dialogue out of a conversation: the SIDs to delete at Twilio.
+    Purpose.anonymise: frozenset({"chat_message.sid"}),
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -19,6 +20,8 @@ from fastapi.responses import Response
 from app.chats import service
 from app.chats.jobs import schedule_deletion
 from app.chats.spool import SpooledMessage
+from app.reports import service as reports
+from app.reports.service import Reply
 from app.webhooks.deps import TwilioSignature, twilio_webhook, webhook_context
 from telephony import twiml
 from telephony.payloads import IncomingMessage, MessageStatusCallback
@@ -32,9 +35,13 @@ TWIML = "application/xml"
 _stragglers: set[asyncio.Task[Any]] = set()
 
 
-def reply(text: str | None) -> Response:
-    """One <Message> up to 1,600 characters; beyond that, numbered parts."""
-    body = twiml.message_replies(twiml.split_message(text)) if text else twiml.empty_response()
+def reply(text: str | Reply | None) -> Response:
+    """One <Message> up to 1,600 characters; beyond that, numbered parts. A report's reply asks
+    Twilio for its status, so that the message can be deleted there once sent."""
+    if isinstance(text, Reply):
+        body = twiml.message_replies(twiml.split_message(text.text), status_callback=text.status_callback)
+    else:
+        body = twiml.message_replies(twiml.split_message(text)) if text else twiml.empty_response()
     return Response(content=body, media_type=TWIML)
 
 
@@ -59,7 +66,7 @@ async def incoming(
     state = request.app.state
     received_at = state.clock.now()  # arrival, not when slow work got round to it
 
-    async def work() -> str | None:
+    async def work() -> str | Reply | None:
         async with state.database.sessionmaker() as session:
             text = await service.receive(
                 state,
@@ -134,4 +141,24 @@ async def status(
     elif task.exception() is not None:
         # Twilio does not retry status callbacks: the status is lost, the message itself is not.
         log.error("message status not recorded", extra={"error": type(task.exception()).__name__})
+    return Response(content=twiml.empty_response(), media_type=TWIML)
+
+
+@signed.post("/cleanup")
+async def cleanup(
+    request: Request, event: Annotated[MessageStatusCallback, twilio_webhook(MessageStatusCallback)]
+) -> Response:
+    """Status callback of a reply that must not stay at Twilio (an anonymous report's): once
+    Twilio has sent it, its deletion is scheduled (retried while Twilio still delivers it)."""
+    state = request.app.state
+    final = event.message_status in ("delivered", "undelivered", "failed", "read")
+    if final or event.message_status == "sent":
+        # "sent" may be the last status a carrier reports: delete then too, a little later.
+        delay = None if final else timedelta(minutes=10)
+        try:
+            async with state.database.sessionmaker() as session:
+                await reports.delete_at_twilio(session, state, "message", event.message_sid, delay=delay)
+                await session.commit()
+        except Exception as exc:  # Twilio does not retry status callbacks; say so, loudly
+            log.error("report reply not scheduled for deletion", extra={"error": type(exc).__name__})
     return Response(content=twiml.empty_response(), media_type=TWIML)

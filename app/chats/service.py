@@ -39,6 +39,7 @@ from app.contacts.service import create_contact, sid_hash
 from app.errors import Conflict
 from app.jobs.service import enqueue
 from app.publicid import new_public_id
+from app.reports import service as reports
 from app.routing import service as routing
 from app.routing.models import Task, TaskState
 from telephony.payloads import message_status_rank
@@ -157,6 +158,14 @@ async def open_conversation(session: AsyncSession, caller: Caller, channel: str)
     )
 
 
+async def already_received(session: AsyncSession, keys: Any, message_sid: str) -> bool:
+    """Stored in a conversation, or taken into an anonymous report (then only its clean-up row
+    at Twilio remembers it)."""
+    if await message_by_sid(session, keys, message_sid) is not None:
+        return True
+    return await reports.already_received(session, keys, message_sid)
+
+
 async def message_by_sid(session: AsyncSession, keys: Any, message_sid: str) -> ChatMessage | None:
     return await session.scalar(
         select(ChatMessage).where(ChatMessage.sid_hash == sid_hash(keys, message_sid))
@@ -209,10 +218,11 @@ async def receive(
     opt_out_type: str | None = None,
     drill: bool = False,
     received_at: datetime | None = None,
-) -> str | None:
-    """Handle one inbound message (idempotent by MessageSid); returns the reply text, if any."""
+) -> str | reports.Reply | None:
+    """Handle one inbound message (idempotent by MessageSid); returns the reply text, if any (a
+    report's reply comes with the status callback that has it deleted at Twilio once sent)."""
     sealer, clock, broker = state.sealer, state.clock, state.broker
-    if await message_by_sid(session, state.keys, message_sid) is not None:
+    if await already_received(session, state.keys, message_sid):
         return None  # a replay: stored already, and the caller must not get the reply twice
     channel = channel_of(from_address)
     caller, _known = await find_or_create_caller(session, sealer, broker, clock, bare(from_address))
@@ -278,7 +288,7 @@ async def receive(
             object_id=conversation.public_id,
             details={"channel": channel, "case": case.public_id},
         )
-    await store_inbound(
+    message = await store_inbound(
         session,
         sealer,
         clock,
@@ -288,9 +298,23 @@ async def receive(
         media_count=media_count,
         received_at=received_at,
     )
+    now = received_at or clock.now()
+    report_reply = await reports.sms_step(
+        state,
+        session,
+        caller=caller,
+        conversation=conversation,
+        message=message,
+        message_sid=message_sid,
+        from_number=bare(from_address),
+        body=body,
+        opened=opened,
+        now=now,
+    )
+    if report_reply is not False:
+        return report_reply
     if keyword in HELP_WORDS and not opened:
         return text("help", conversation.language)
-    now = received_at or clock.now()
     asked = rights_keyword_language(keyword, state.settings)
     if asked is not None:
         return None if caller.safe_to_text is False else await rights_reply(session, conversation, asked, now)
@@ -549,7 +573,7 @@ async def ingest_spool(state: Any, database: Any, spool: Any, *, limit_files: in
         for _sid_hash, spooled in spool.read(claimed):
             async with database.sessionmaker() as session:
                 try:
-                    if await message_by_sid(session, state.keys, spooled.message_sid) is not None:
+                    if await already_received(session, state.keys, spooled.message_sid):
                         continue
                     text = await receive(
                         state,
@@ -562,7 +586,9 @@ async def ingest_spool(state: Any, database: Any, spool: Any, *, limit_files: in
                         drill=spooled.drill,
                         received_at=datetime.fromisoformat(spooled.received_at),
                     )
-                    if text:
+                    # A report's reply is never stored to be sent later (it may hold a reference
+                    # code): a report spooled in an outage is filed without one.
+                    if isinstance(text, str) and text:
                         stored = await message_by_sid(session, state.keys, spooled.message_sid)
                         conversation = (
                             await session.get(Conversation, stored.conversation_id)
