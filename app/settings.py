@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     # SMS/WhatsApp keywords asking for them, per language (JSON); replaces the shipped words
     # (RIGHTS, DERECHOS, DWA, ПРАВА, 权利, 權利, অধিকার) for the languages it names.
     rights_keywords: dict[str, list[str]] | None = None
+    # Keywords that start an anonymous report by SMS/WhatsApp, per language (JSON); replaces the
+    # shipped words (REPORT, REPORTAR, DENUNCIA, RAPÒ, СООБЩИТЬ, 举报, 舉報, রিপোর্ট) for those named.
+    report_keywords: dict[str, list[str]] | None = None
     # Chat: conversations close after this long without a message either way; WhatsApp replies
     # outside the 24-hour window are held and this approved template (a Content SID, HX…) asks the
     # caller to write back; optionally delete each message at Twilio once stored here.

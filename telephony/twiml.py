@@ -46,6 +46,7 @@ __all__ = [
     "announce",
     "check_context",
     "dial_conference",
+    "digits_entry",
     "dial_number",
     "emergency_option",
     "empty_response",
@@ -250,6 +251,40 @@ def emergency_option(
         raise ValueError("the emergency option needs at least one prompt")
     response = VoiceResponse()
     _digit_gather(response, prompts, action_url=action_url, timeout=timeout)
+    response.redirect(_check_url(no_input_url, what="no_input_url"), method="POST")
+    return _render(response, "voice")
+
+
+def digits_entry(
+    prompts: Sequence[Prompt],
+    *,
+    action_url: str,
+    no_input_url: str,
+    max_digits: int = 20,
+    timeout: int = 8,
+    finish_on_key: str = "#",
+) -> str:
+    """Ask for several keys (a reference code, a phone number) ended by ``finish_on_key``.
+
+    The keys go to ``action_url`` as ``Digits``; with none, Twilio falls through to
+    ``<Redirect>`` to ``no_input_url``. Speech input is never enabled.
+    """
+    if not prompts:
+        raise ValueError("a digits entry needs at least one prompt")
+    if not _DIGIT_KEYS_RE.match(finish_on_key) or len(finish_on_key) > 1:
+        raise ValueError("finish_on_key must be one keypad key")
+    if not 1 <= max_digits <= 40:
+        raise ValueError("max_digits must be 1-40")
+    response = VoiceResponse()
+    gather: Gather = response.gather(
+        input="dtmf",
+        num_digits=max_digits,
+        finish_on_key=finish_on_key,
+        action=_check_url(action_url, what="action_url"),
+        method="POST",
+        timeout=_check_seconds(timeout, what="timeout", maximum=60),
+    )
+    _add_prompts(gather, prompts)
     response.redirect(_check_url(no_input_url, what="no_input_url"), method="POST")
     return _render(response, "voice")
 

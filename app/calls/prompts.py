@@ -45,6 +45,7 @@ __all__ = [
     "EMERGENCY_DIGIT",
     "MAX_POSITION",
     "PROMPT_KEYS",
+    "REPORT_DIGIT",
     "RIGHTS_DIGIT",
     "STATIC_DIR",
     "STATIC_ROUTE",
@@ -77,6 +78,15 @@ PromptKey = Literal[
     "voicemail_offer",
     "voicemail_prompt",
     "rights_offer",
+    "report_option",
+    "report_menu",
+    "report_record",
+    "report_callback",
+    "report_code",
+    "report_saved",
+    "report_code_ask",
+    "report_added",
+    "report_refused",
     "overflow_connecting",
     "unavailable",
     "goodbye",
@@ -95,6 +105,7 @@ EMERGENCY_DIGIT: Final = 9
 VOICEMAIL_LEAVE_DIGIT: Final = 1
 VOICEMAIL_WAIT_DIGIT: Final = 2
 RIGHTS_DIGIT: Final = 3
+REPORT_DIGIT: Final = 8
 WHISPER_ACCEPT_DIGIT: Final = 1
 MAX_POSITION: Final = 999
 
@@ -356,6 +367,8 @@ def _required_digits(key: str, prompts: LanguagePrompts) -> list[int]:
         "emergency_option": [EMERGENCY_DIGIT],
         "voicemail_offer": [VOICEMAIL_LEAVE_DIGIT, VOICEMAIL_WAIT_DIGIT],
         "rights_offer": [RIGHTS_DIGIT],
+        "report_option": [REPORT_DIGIT],
+        "report_menu": [1, 2, 3],
         "whisper": [WHISPER_ACCEPT_DIGIT],
     }.get(key, [])
 

@@ -33,11 +33,13 @@ from app.calls import callbacks, flow, prompts
 from app.calls.models import Call, WebhookReply, daily_key_subject
 from app.contacts.service import sid_hash
 from app.db.base import new_id
+from app.reports import service as reports
 from app.rights import service as rights
 from app.settings import Settings
 from app.volunteers.service import pending_verification_by_reference, verification_code
 from app.webhooks.deps import InvalidWebhookPayload, TwilioSignature, twilio_webhook, webhook_context
 from telephony import twiml
+from telephony.numbers import normalize_e164
 from telephony.payloads import (
     CallRequest,
     CallStatusCallback,
@@ -307,7 +309,10 @@ async def language(
             call.state = "emergency_ask"
             call.updated_at = request.app.state.clock.now()
         return twiml.emergency_option(
-            [prompts.resolve("emergency_option", code, public_url=settings.public_url)],
+            [
+                prompts.resolve("emergency_option", code, public_url=settings.public_url),
+                prompts.resolve("report_option", code, public_url=settings.public_url),
+            ],
             action_url=f"{settings.public_url}/twilio/voice/emergency?attempt=1&language={code}",
             no_input_url=f"{settings.public_url}/twilio/voice/emergency?attempt=1&language={code}",
         )
@@ -333,7 +338,8 @@ async def emergency(
     the caller queued with our own hold content, the best volunteer rung (a job)."""
     settings: Settings = request.app.state.settings
     code = language if language in MENU_LANGUAGES else DEFAULT_LANGUAGE
-    urgent = (event.digits or "") == "9"
+    urgent = (event.digits or "") == str(prompts.EMERGENCY_DIGIT)
+    report = (event.digits or "") == str(prompts.REPORT_DIGIT)
 
     planned = flow.task_public_id_for(request.app.state.keys, event.call_sid)
 
@@ -347,6 +353,9 @@ async def emergency(
     async def work(session: AsyncSession, call: Call | None) -> str:
         if call is None:
             raise LookupError("no call row for this CallSid")
+        if report:
+            await start_report(request, session, call, event.call_sid)
+            return report_menu(settings, code, attempt=1)
         task = await flow.start_contact(
             request.app,
             session,
@@ -366,7 +375,7 @@ async def emergency(
         discriminator=str(attempt),
         work=work,
         language=code,
-        slow=lambda: queued(planned),
+        slow=(lambda: report_menu(settings, code, attempt=1)) if report else (lambda: queued(planned)),
     )
 
 
@@ -786,7 +795,10 @@ async def status(
 
     async def work(session: AsyncSession, call: Call | None) -> str:
         if call is not None and event.call_status in ("completed", "busy", "failed", "no-answer", "canceled"):
-            await flow.caller_hung_up(request.app, session, call)
+            if call.state in REPORT_STATES:
+                await end_report_call(request, session, call, event.call_sid)
+            else:
+                await flow.caller_hung_up(request.app, session, call)
         return twiml.empty_response()
 
     return await answer(
@@ -797,6 +809,265 @@ async def status(
         work=work,
         fallback=twiml.empty_response,
         slow=twiml.empty_response,  # a status callback's work must not be lost to the deadline
+    )
+
+
+# -- anonymous reports (8 at the emergency question) --------------------------------------------
+#
+# The call is unlinked at once: its sealed number is wiped, no caller, contact or routing task is
+# created, and Twilio's record of it is deleted once it has ended. While the call lasts, its row
+# points at the report it adds to (`case_id`); that link is dropped when the call ends. URLs carry
+# only the language, a category digit and attempt counters — never a report id or a code. The
+# step that speaks the reference code is never stored for replays (only the code's hash exists).
+
+REPORT_STATES = frozenset({"report", "report_add"})
+REPORTER_PRINCIPAL = Principal.system("anonymous-report")
+
+
+async def start_report(request: Request, session: AsyncSession, call: Call, call_sid: str) -> None:
+    call.state = "report"
+    call.from_number = None
+    call.updated_at = request.app.state.clock.now()
+    await reports.delete_at_twilio(session, request.app.state, "call", call_sid, after_call_ends=True)
+
+
+async def end_report_call(request: Request, session: AsyncSession, call: Call, call_sid: str) -> None:
+    call.case_id = None
+    call.state = "report_ended"
+    await reports.call_ended(session, request.app.state, call_sid)
+
+
+def report_menu(settings: Settings, language: str, *, attempt: int) -> str:
+    url = f"{settings.public_url}/twilio/voice/report?attempt={attempt}&language={language}"
+    return twiml.emergency_option(
+        [prompts.resolve("report_menu", language, public_url=settings.public_url)],
+        action_url=url,
+        no_input_url=url,
+    )
+
+
+def report_record(settings: Settings, language: str, query: str) -> str:
+    url = settings.public_url
+    return twiml.record_voicemail(
+        [prompts.resolve("report_record", language, public_url=url)],
+        action_url=f"{url}/twilio/voice/report-recorded?{query}&language={language}",
+        recording_status_callback_url=f"{url}/twilio/voice/report-recording",
+        max_length=settings.voicemail_max_seconds,
+    )
+
+
+def report_goodbye(settings: Settings, language: str, key: prompts.PromptKey) -> str:
+    return twiml.announce([prompts.resolve(key, language, public_url=settings.public_url)], hang_up=True)
+
+
+def spoken_digits(language: str, digits: str) -> twiml.Prompt:
+    """Digits one by one in the language's voice (English's where it has none, e.g. Haitian Creole)."""
+    catalogue = prompts.catalogue()
+    voice = catalogue[language] if catalogue[language].voice else catalogue["en"]
+    return twiml.Prompt.say(
+        ", ".join(digits), voice=voice.voice or "", language=voice.say_language or "en-US"
+    )
+
+
+LanguageParam = Annotated[str, Query(pattern=r"^[a-z]{2,3}$")]
+
+
+def report_language(language: str) -> str:
+    return language if language in MENU_LANGUAGES else DEFAULT_LANGUAGE
+
+
+@signed.post("/report")
+async def report_choice(
+    request: Request,
+    event: Annotated[GatherResult, twilio_webhook(GatherResult)],
+    language: LanguageParam = DEFAULT_LANGUAGE,
+    attempt: Annotated[int, Query(ge=1, le=10)] = 1,
+) -> Response:
+    """1 abuse / 2 enforcement activity → record the facts; 3 → the reference code, to add."""
+    settings: Settings = request.app.state.settings
+    code = report_language(language)
+    digits = event.digits or ""
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        if call is None or call.state not in REPORT_STATES:
+            return report_goodbye(settings, code, "goodbye")
+        if digits in reports.CATEGORIES:
+            return report_record(settings, code, f"category={digits}")
+        if digits == "3":
+            url = f"{settings.public_url}/twilio/voice/report-code?attempt=1&language={code}"
+            return twiml.digits_entry(
+                [prompts.resolve("report_code_ask", code, public_url=settings.public_url)],
+                action_url=url,
+                no_input_url=url,
+                max_digits=reports.CODE_DIGITS + 1,
+            )
+        if attempt < MAX_MENU_ATTEMPTS:
+            return report_menu(settings, code, attempt=attempt + 1)
+        return report_goodbye(settings, code, "goodbye")
+
+    return await answer(
+        request,
+        call_sid=event.call_sid,
+        step="report",
+        discriminator=f"{attempt}:{digits}",
+        work=work,
+        language=code,
+    )
+
+
+@signed.post("/report-code")
+async def report_code(
+    request: Request,
+    event: Annotated[GatherResult, twilio_webhook(GatherResult)],
+    language: LanguageParam = DEFAULT_LANGUAGE,
+    attempt: Annotated[int, Query(ge=1, le=10)] = 1,
+) -> Response:
+    """A reference code, to add to that report: throttled per call, per keyed number, globally.
+    A refusal never says whether the code exists."""
+    settings: Settings = request.app.state.settings
+    code = report_language(language)
+    entered = (event.digits or "").rstrip("#")
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        if call is None or call.state not in REPORT_STATES:
+            return report_goodbye(settings, code, "goodbye")
+        state = request.app.state
+        scopes = [reports.call_scope(state.keys, event.call_sid)]
+        number = reports.number_scope(state.keys, event.from_)
+        if number:
+            scopes.append(number)
+        found = await reports.check_code(session, state.clock, state.keys, entered, scopes)
+        if isinstance(found, reports.Report):
+            call.state, call.case_id = "report_add", found.case_id
+            return report_record(settings, code, "add=1")
+        if found == "unknown" and attempt < reports.PER_CALL_FAILURES:
+            url = f"{settings.public_url}/twilio/voice/report-code?attempt={attempt + 1}&language={code}"
+            return twiml.digits_entry(
+                [prompts.resolve("report_code_ask", code, public_url=settings.public_url)],
+                action_url=url,
+                no_input_url=url,
+                max_digits=reports.CODE_DIGITS + 1,
+            )
+        return report_goodbye(settings, code, "report_refused")
+
+    return await answer(
+        request,
+        call_sid=event.call_sid,
+        step="report-code",
+        discriminator=str(attempt),
+        work=work,
+        language=code,
+        store=False,  # a replay must not try the code twice, nor find it stored
+    )
+
+
+@signed.post("/report-recorded")
+async def report_recorded(
+    request: Request,
+    event: Annotated[RecordAction, twilio_webhook(RecordAction)],
+    language: LanguageParam = DEFAULT_LANGUAGE,
+    category: Annotated[str | None, Query(pattern=r"^[12]$")] = None,
+    add: Annotated[int, Query(ge=0, le=1)] = 0,
+) -> Response:
+    """The facts were recorded: a new report (then: a callback number, if they want one), or an
+    addition to the report whose code they entered. Nothing recorded → nothing filed."""
+    settings: Settings = request.app.state.settings
+    code = report_language(language)
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        if call is None or call.state not in REPORT_STATES or not event.recording_sid:
+            return report_goodbye(settings, code, "goodbye")
+        state = request.app.state
+        if add and call.state == "report_add" and call.case_id is not None:
+            found = await session.scalar(select(reports.Report).where(reports.Report.case_id == call.case_id))
+            if found is not None:
+                await reports.add_recording(session, state, found, event.recording_sid, source="addition")
+            return report_goodbye(settings, code, "report_added")
+        if category is None or call.state != "report":
+            return report_goodbye(settings, code, "goodbye")
+        report = await reports.open_report(
+            session,
+            state,
+            channel="voice",
+            category=reports.CATEGORIES[category],
+            language=code,
+            drill=call.drill,
+        )
+        await reports.add_recording(session, state, report, event.recording_sid, source="report")
+        call.case_id = report.case_id
+        url = f"{settings.public_url}/twilio/voice/report-callback?language={code}"
+        return twiml.digits_entry(
+            [prompts.resolve("report_callback", code, public_url=settings.public_url)],
+            action_url=url,
+            no_input_url=url,
+            max_digits=16,
+        )
+
+    return await answer(
+        request,
+        call_sid=event.call_sid,
+        step="report-recorded",
+        discriminator=f"{category}:{add}",
+        work=work,
+        language=code,
+    )
+
+
+@signed.post("/report-recording")
+async def report_recording(
+    request: Request, event: Annotated[RecordingStatusCallback, twilio_webhook(RecordingStatusCallback)]
+) -> Response:
+    """The recording's status callback: the store job already waits for the audio (it retries
+    until Twilio has it), so there is nothing to do here."""
+    return twiml_response(twiml.empty_response())
+
+
+@signed.post("/report-callback")
+async def report_callback(
+    request: Request,
+    event: Annotated[GatherResult, twilio_webhook(GatherResult)],
+    language: LanguageParam = DEFAULT_LANGUAGE,
+) -> Response:
+    """A callback number only if the caller typed one (sealed on the report's case), then the
+    reference code, spoken twice. Never stored for replays: only the code's hash is kept."""
+    settings: Settings = request.app.state.settings
+    code = report_language(language)
+    typed = (event.digits or "").rstrip("#")
+
+    async def work(session: AsyncSession, call: Call | None) -> str:
+        if call is None or call.state != "report" or call.case_id is None:
+            return report_goodbye(settings, code, "goodbye")
+        state = request.app.state
+        found = await session.scalar(select(reports.Report).where(reports.Report.case_id == call.case_id))
+        if found is None:
+            return report_goodbye(settings, code, "goodbye")
+        callback_number = normalize_e164(typed) if typed else None
+        if callback_number:
+            from app.cases.models import Case
+
+            case = await session.get(Case, found.case_id)
+            if case is not None:
+                await state.sealer.seal(session, case, "callback_number", callback_number)
+        reference = await reports.issue_code(session, state.keys, found)
+        digits = spoken_digits(code, reference)
+        return twiml.announce(
+            [
+                prompts.resolve("report_code", code, public_url=settings.public_url),
+                digits,
+                digits,
+                prompts.resolve("report_saved", code, public_url=settings.public_url),
+            ],
+            hang_up=True,
+        )
+
+    return await answer(
+        request,
+        call_sid=event.call_sid,
+        step="report-callback",
+        discriminator="",
+        work=work,
+        language=code,
+        store=False,
     )
 
 

@@ -81,6 +81,9 @@ async def store_audio(ctx: JobContext, payload: dict[str, Any]) -> None:
     try:
         audio = await client.fetch_recording_audio(recording_sid)
     except NotFoundAtTwilio as exc:
+        # The Record action can arrive while Twilio is still processing the audio.
+        if ctx.attempt < 6:
+            raise RetryLater(5.0 * ctx.attempt, "recording_processing") from exc
         entry.state = "failed"
         raise PermanentFailure("the recording is not at Twilio") from exc
     except TelephonyError as exc:

@@ -64,7 +64,7 @@ async def test_a_volunteer_who_does_not_press_1_passes_the_call_on(
 
 async def test_a_caller_who_hangs_up_in_the_queue_is_abandoned(live_app: FastAPI, fake: FakeTwilio) -> None:
     async with CallSimulator(fake, app=live_app, time_scale=0.02) as sim:
-        call = await sim.call(CALLER, HOTLINE, Party(digits=("1", None), hang_up_after=40), timeout=60)
+        call = await sim.call(CALLER, HOTLINE, Party(digits=("1", None), hang_up_after=70), timeout=60)
     assert any("line" in line.lower() or "queue" in line.lower() for line in call.said)
     assert (await settled_task(live_app, TaskState.abandoned)).state == TaskState.abandoned
 

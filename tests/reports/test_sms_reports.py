@@ -156,3 +156,17 @@ async def test_a_caller_marked_unsafe_to_text_gets_no_reply(live_app: FastAPI, f
         assert filed.replies == []
         await sim.wait_idle(10)
     assert await count(live_app, Report) == 1
+
+
+async def test_the_cleanup_callback_needs_twilios_signature(live_app: FastAPI) -> None:
+    import httpx
+
+    transport = httpx.ASGITransport(app=live_app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://hotline.test") as client:
+        answer = await client.post(
+            "/twilio/messaging/cleanup",
+            data={"MessageSid": "SM" + "0" * 32, "MessageStatus": "delivered", "AccountSid": "AC" + "0" * 32},
+            headers={"X-Twilio-Signature": "forged"},
+        )
+    assert answer.status_code == 403
+    assert await count(live_app, TwilioCleanup) == 0
