@@ -568,5 +568,40 @@ def main() -> None:
     cli(prog_name="hotline")
 
 
+@cli.group()
+def retention() -> None:
+    """Retention: crypto-shred what the policy says is due."""
+
+
+@retention.command("purge")
+@click.option("--dry-run", is_flag=True, help="Only count what is due, per kind and class (never content).")
+def retention_purge(dry_run: bool) -> None:
+    """Crypto-shred what is due (one subject per transaction: safe to interrupt and run again)."""
+    from app.clock import SystemClock
+    from app.retention.service import Policy, purge
+
+    settings = settings_or_exit()
+    policy = Policy.from_settings(settings)
+
+    def progress(done: int, total: int) -> None:
+        click.echo(f"\rshredded {done:,} / {total:,} subjects", err=True, nl=False)
+
+    async def work(database: Database) -> Any:
+        from app.db.migrate import is_at_head
+
+        if not await is_at_head(database):
+            fail("the database schema is not up to date: run `hotline db upgrade` first")
+        return await purge(database, SystemClock(), policy, dry_run=dry_run, progress=progress)
+
+    totals = run_with_database(settings, work)
+    if not dry_run and totals:
+        click.echo("", err=True)
+    verb = "due" if dry_run else "shredded"
+    if not totals:
+        click.echo(f"hotline: nothing {verb}")
+    for key, value in totals.items():
+        click.echo(f"{key}: {value:,} {verb}")
+
+
 if __name__ == "__main__":
     main()

@@ -58,6 +58,13 @@ class Conflict(DomainError):
     message = "The record changed; reload and try again."
 
 
+class Erased(DomainError):
+    """The data was crypto-shredded (retention policy or the caller's erasure request)."""
+
+    status_code = 410
+    code = "erased"
+
+
 class InvalidInput(DomainError):
     status_code = 422
     code = "invalid_input"

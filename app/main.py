@@ -17,6 +17,7 @@ import app.audit.jobs
 import app.calls.jobs
 import app.chats.jobs
 import app.reports.jobs
+import app.retention.jobs
 import app.routing.jobs  # noqa: F401 — registers offer timeouts and escalations
 from app.access.broker import AccessBroker
 from app.access.router import router as break_glass_router
@@ -43,6 +44,7 @@ from app.keys.store import KeyStore, Sealer
 from app.logging import configure_logging
 from app.metrics import Metrics
 from app.middleware import RequestContextMiddleware
+from app.retention.router import router as retention_router
 from app.rights.router import router as rights_router
 from app.security_headers import SecurityHeadersMiddleware
 from app.settings import Settings, load_settings
@@ -64,6 +66,7 @@ API_ROUTERS = (
     telephony_router,
     chats_router,
     rights_router,
+    retention_router,
 )
 
 

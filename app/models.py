@@ -13,6 +13,7 @@ from app.jobs import models as _jobs  # noqa: F401
 from app.keys import models as _keys  # noqa: F401
 from app.referrals import models as _referrals  # noqa: F401
 from app.reports import models as _reports  # noqa: F401
+from app.retention import models as _retention  # noqa: F401
 from app.rights import models as _rights  # noqa: F401
 from app.routing import models as _routing  # noqa: F401
 from app.volunteers import models as _volunteers  # noqa: F401

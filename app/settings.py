@@ -101,6 +101,16 @@ class Settings(BaseSettings):
     voicemail_max_seconds: int = Field(default=180, ge=10, le=600)
     # Know-your-rights texts whose review is older than this are flagged to supervisors.
     rights_review_max_days: float = Field(default=180, ge=1, le=3650)
+    # Retention (days), per retention class; the jobs runner and `hotline retention purge`
+    # crypto-shred what is due (a legal hold overrides). Content of closed cases (intake fields,
+    # notes), their chat messages and voicemail audio count from the case's closing; abandoned
+    # contacts (their Twilio SIDs) from the contact's end; a caller with no open case (number and
+    # blind index) and the calls' numbers from the last contact.
+    retention_case_content_days: float = Field(default=730, ge=1, le=36500)
+    retention_chat_messages_days: float = Field(default=180, ge=1, le=36500)
+    retention_voicemail_days: float = Field(default=30, ge=1, le=36500)
+    retention_abandoned_contact_days: float = Field(default=30, ge=1, le=36500)
+    retention_caller_days: float = Field(default=730, ge=1, le=36500)
     # SMS/WhatsApp keywords asking for them, per language (JSON); replaces the shipped words
     # (RIGHTS, DERECHOS, DWA, ПРАВА, 权利, 權利, অধিকার) for the languages it names.
     rights_keywords: dict[str, list[str]] | None = None

@@ -202,6 +202,34 @@ async def fresh_conversation(app: FastAPI, case_id: str) -> str:
     return conversation.public_id
 
 
+async def fresh_erasure(app: FastAPI, requester: str | None) -> str:
+    """A pending erasure of a fresh caller, recorded by another supervisor."""
+    import uuid
+
+    from app.accounts.models import User
+    from app.callers.service import find_or_create_caller
+    from app.retention.models import ErasureRequest
+
+    async with app.state.database.sessionmaker() as session:
+        number = f"+1202555{uuid.uuid4().int % 9000 + 1000:04d}"
+        caller, _ = await find_or_create_caller(
+            session, app.state.sealer, app.state.broker, app.state.clock, number
+        )
+        assert caller is not None
+        by = await session.scalar(select(User.id).where(User.public_id == requester))
+        assert by is not None
+        request = ErasureRequest(
+            public_id=new_public_id("ER"),
+            caller_id=caller.id,
+            state="pending",
+            requested_by_id=by,
+            requested_at=app.state.clock.now(),
+        )
+        session.add(request)
+        await session.commit()
+    return request.public_id
+
+
 async def build_world(app: FastAPI, http: httpx.AsyncClient) -> World:
     auth = StaffAuth(app, http)
     for role, roles in (
@@ -336,6 +364,24 @@ def regular_plans(world: World) -> dict[str, Plan]:
     async def on_callback(case: Case, index: int) -> None:
         case.path_parameters = {"callback_id": await fresh_callback(app)}
 
+    async def hold_body(case: Case, index: int) -> None:
+        body = body_of(case)
+        if index % 2:
+            body["case"] = world.case
+        case.body = body
+
+    async def on_hold(case: Case, index: int) -> None:
+        placed = await auth.http.post(
+            "/api/v1/holds",
+            json={"case": world.case, "reason": "pending federal proceeding"},
+            headers=auth.headers(world.who("supervisor")),
+        )
+        assert placed.status_code == 201, placed.text
+        case.path_parameters = {"hold_id": placed.json()["id"]}
+
+    async def on_erasure(case: Case, index: int) -> None:
+        case.path_parameters = {"request_id": await fresh_erasure(app, world.who("supervisor_bg").user_id)}
+
     return {
         "GET /healthz": Plan(None),
         "GET /readyz": Plan(None),
@@ -379,6 +425,12 @@ def regular_plans(world: World) -> dict[str, Plan]:
         "GET /api/v1/rights": Plan("supervisor"),
         "POST /api/v1/rights": Plan("admin"),
         "POST /api/v1/rights/{text_id}/review": Plan("admin", on_rights_draft),
+        "GET /api/v1/holds": Plan("supervisor"),
+        "POST /api/v1/holds": Plan("supervisor", hold_body),
+        "POST /api/v1/holds/{hold_id}/release": Plan("supervisor", on_hold),
+        "GET /api/v1/erasures": Plan("supervisor"),
+        "POST /api/v1/erasures": Plan("supervisor"),
+        "POST /api/v1/erasures/{request_id}/approve": Plan("supervisor", on_erasure),
         "GET /api/v1/schedule": Plan("supervisor"),
         "GET /api/v1/schedule/on-call": Plan("supervisor"),
         "PUT /api/v1/schedule/{user_id}": Plan("supervisor", on_volunteer),

@@ -23,7 +23,7 @@ class BreakGlassGrant(UUIDPrimaryKey, Base):
     public_id: Mapped[str] = mapped_column(String(16), unique=True)
     case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"), index=True)
     supervisor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
-    reason: Mapped[Sealed] = sealed_column("break_glass.reason", RetentionClass.case_content)
+    reason: Mapped[Sealed | None] = sealed_column("break_glass.reason", RetentionClass.case_content)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     reviewed_at: Mapped[datetime | None]

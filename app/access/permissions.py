@@ -29,6 +29,7 @@ class Permission(StrEnum):
     on_call_read = "on_call_read"  # who is on call now, with live presence
     rights_read = "rights_read"  # know-your-rights texts, reviewed or not, and their staleness
     rights_manage = "rights_manage"  # write new versions and record reviews (admins)
+    retention_manage = "retention_manage"  # legal holds and caller erasure (supervisors; two for erasure)
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -58,6 +59,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.schedule_manage,
             Permission.on_call_read,
             Permission.rights_read,
+            Permission.retention_manage,
         }
     ),
     Role.admin: frozenset(

@@ -30,3 +30,6 @@ class Caller(UUIDPrimaryKey, Base):
     opted_out_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     last_contact_at: Mapped[datetime | None]
+    # Identity crypto-shredded (number and blind index gone): "retention" or "request".
+    erased_at: Mapped[datetime | None]
+    erased_reason: Mapped[str | None] = mapped_column(String(16))

@@ -72,6 +72,9 @@ class Case(UUIDPrimaryKey, Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
+    # Content crypto-shredded: "retention" (policy) or "request" (caller erasure), and when.
+    erased_at: Mapped[datetime | None]
+    erased_reason: Mapped[str | None] = mapped_column(String(16))
 
     caller_name: Mapped[Sealed | None] = sealed_column("case.caller_name", RetentionClass.case_content)
     callback_number: Mapped[Sealed | None] = sealed_column(
@@ -107,7 +110,7 @@ class CaseNote(UUIDPrimaryKey, Base):
     case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"), index=True)
     author_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime]
-    body: Mapped[Sealed] = sealed_column("case_note.body", RetentionClass.case_content)
+    body: Mapped[Sealed | None] = sealed_column("case_note.body", RetentionClass.case_content)
 
 
 class Referral(UUIDPrimaryKey, Base):

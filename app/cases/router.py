@@ -47,9 +47,10 @@ from app.cases.schemas import (
 )
 from app.contacts.models import Contact
 from app.db.session import DbSession
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import Conflict, Erased, InvalidInput, NotFound
 from app.publicid import new_public_id
 from app.referrals.models import Organisation
+from app.retention.service import erased_message
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 CaseReader = Annotated[Staff, require(Permission.cases_read)]
@@ -87,6 +88,7 @@ def summary(case: Case, assignees: dict[uuid.UUID | None, str]) -> CaseSummary:
         created_at=case.created_at,
         updated_at=case.updated_at,
         closed_at=case.closed_at,
+        erased=case.erased_reason if case.erased_at is not None else None,
     )
 
 
@@ -131,6 +133,7 @@ async def detail(db: AsyncSession, case: Case) -> CaseDetail:
             safe_to_call=caller.safe_to_call,
             safe_to_text=caller.safe_to_text,
             safe_to_voicemail=caller.safe_to_voicemail,
+            erased=caller.erased_reason if caller.erased_at is not None else None,
         )
         if caller
         else None,
@@ -188,12 +191,18 @@ async def get_case(case_id: PublicId, staff: CaseReader, db: DbSession) -> CaseD
     return await detail(db, await visible_case(db, staff.principal, case_id))
 
 
-@router.post("/{case_id}/reveal", response_model=RevealOut, responses=NOT_FOUND)
+@router.post(
+    "/{case_id}/reveal",
+    response_model=RevealOut,
+    responses={**NOT_FOUND, 410: {"description": "The case's content was erased (retention or request)."}},
+)
 async def reveal(
     case_id: PublicId, body: RevealIn, staff: CaseReader, db: DbSession, auth: Auth
 ) -> RevealOut:
     """The only way to plaintext: one audit entry per request, committed before decryption."""
     case = await visible_case(db, staff.principal, case_id)
+    if case.erased_at is not None:
+        raise Erased(erased_message(case.erased_reason))
     broker = auth.broker
     purpose = Purpose(body.purpose)
     fields = [f for f in dict.fromkeys(body.fields) if f != "notes"]
@@ -416,6 +425,7 @@ async def break_glass(
     )
     await auth.sealer.seal(db, grant, "reason", body.reason)
     db.add(grant)
+    assert grant.reason is not None
     reason_hash = auth.keys.material.keyed_hasher().hash("break_glass.reason", grant.reason.blob).hex()
     audit.record(
         db,

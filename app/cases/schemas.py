@@ -95,6 +95,7 @@ class CallerOut(BaseModel):
     safe_to_call: bool | None
     safe_to_text: bool | None
     safe_to_voicemail: bool | None
+    erased: Literal["retention", "request"] | None = None
 
 
 class CaseSummary(BaseModel):
@@ -108,6 +109,11 @@ class CaseSummary(BaseModel):
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None
+    erased: Literal["retention", "request"] | None = Field(
+        default=None,
+        description="The case's content was crypto-shredded: per the retention policy, or on the "
+        "caller's request. Its metadata stays; reveals answer 410 `erased`.",
+    )
 
 
 class ReferralOut(BaseModel):

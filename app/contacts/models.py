@@ -35,4 +35,4 @@ class Contact(UUIDPrimaryKey, Base):
     # Code-word attempts for linking a possible repeat caller (5 per contact).
     code_word_attempts: Mapped[int] = mapped_column(default=0)
     twilio_sid_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    twilio_sid: Mapped[Sealed] = sealed_column("contact.twilio_sid", RetentionClass.contact_meta)
+    twilio_sid: Mapped[Sealed | None] = sealed_column("contact.twilio_sid", RetentionClass.contact_meta)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.policy import Principal, Purpose, system_may_open
@@ -352,9 +352,15 @@ async def _referenced(session: AsyncSession, table: str, row_id: Any, *, ignore:
     return False
 
 
-async def _shred_subject(session: AsyncSession, subject_id: Any) -> None:
-    """Delete a deleted row's data keys: whatever was sealed under them is unreadable everywhere."""
-    await session.execute(delete(DataKeyRecord).where(DataKeyRecord.subject_id == subject_id))
+async def _shred_subject(session: AsyncSession, subject_id: Any, now: datetime) -> None:
+    """Destroy a deleted row's data keys (kept as destroyed records, for the backup horizon):
+    whatever was ever sealed under them is unreadable everywhere, backups included."""
+    await session.execute(
+        update(DataKeyRecord)
+        .where(DataKeyRecord.subject_id == subject_id, DataKeyRecord.destroyed_at.is_(None))
+        .values(wrapped=None, destroyed_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def unlink_conversation(
@@ -377,11 +383,11 @@ async def unlink_conversation(
         if contact is not None:
             await session.delete(contact)
             await session.flush()
-            await _shred_subject(session, contact.id)
+            await _shred_subject(session, contact.id, state.clock.now())
         if case is not None and not await _referenced(session, "cases", case.id, ignore=set()):
             await session.delete(case)
             await session.flush()
-            await _shred_subject(session, case.id)
+            await _shred_subject(session, case.id, state.clock.now())
     else:
         conversation.report_opened = False
     if caller is None:
@@ -390,7 +396,7 @@ async def unlink_conversation(
         return "kept"
     await session.delete(caller)
     await session.flush()
-    await _shred_subject(session, caller.id)
+    await _shred_subject(session, caller.id, state.clock.now())
     return "deleted"
 
 

@@ -336,6 +336,61 @@ async def rights_draft_by_someone_else(app: FastAPI, world: World, role: str) ->
     return {"text_id": text.public_id, "json": {}}
 
 
+async def hold_on_world_case(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    return {"json": {"case": world.case, "scope": "case", "reason": "pending federal proceeding"}}
+
+
+async def placed_hold(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    from app.cases.models import Case
+    from app.retention.models import LegalHold
+
+    async with app.state.database.sessionmaker() as session, session.begin():
+        case = (await session.scalars(select(Case).where(Case.public_id == world.case))).one()
+        placer = (await session.scalars(select(User).where(User.roles == "supervisor"))).first()
+        assert placer is not None
+        hold = LegalHold(
+            public_id=new_public_id("LH"),
+            case_id=case.id,
+            placed_by_id=placer.id,
+            placed_at=app.state.clock.now(),
+        )
+        await app.state.sealer.seal(session, hold, "reason", "pending federal proceeding")
+        session.add(hold)
+    return {"hold_id": hold.public_id}
+
+
+async def erasure_by_someone_else(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    """A pending erasure of a fresh caller, recorded by a third supervisor."""
+    from app.callers.service import find_or_create_caller
+    from app.retention.models import ErasureRequest
+
+    async with app.state.database.sessionmaker() as session:
+        third, _ = await accounts.create_user(
+            session,
+            app.state.sealer,
+            app.state.clock,
+            actor=SETUP,
+            email=f"{new_public_id('E').lower()}@example.org",
+            name="Sup",
+            roles="supervisor",
+        )
+        number = f"+1202555{uuid.uuid4().int % 9000 + 1000:04d}"
+        caller, _ = await find_or_create_caller(
+            session, app.state.sealer, app.state.broker, app.state.clock, number
+        )
+        assert caller is not None
+        request = ErasureRequest(
+            public_id=new_public_id("ER"),
+            caller_id=caller.id,
+            state="pending",
+            requested_by_id=third.id,
+            requested_at=app.state.clock.now(),
+        )
+        session.add(request)
+        await session.commit()
+    return {"request_id": request.public_id}
+
+
 BAD_TOKEN = {"token": "x" * 43}
 
 MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
@@ -447,6 +502,16 @@ MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
     ("DELETE", "/api/v1/schedule/{user_id}/overrides/{override_id}"): (
         override_of_target,
         expect(401, 403, 403, 204, 204, 204),
+    ),
+    ("GET", "/api/v1/holds"): (nothing, expect(401, 403, 403, 200, 200, 403)),
+    ("POST", "/api/v1/holds"): (hold_on_world_case, expect(401, 403, 403, 201, 201, 403)),
+    ("POST", "/api/v1/holds/{hold_id}/release"): (placed_hold, expect(401, 403, 403, 200, 200, 403)),
+    ("GET", "/api/v1/erasures"): (nothing, expect(401, 403, 403, 200, 200, 403)),
+    # Nobody called from this number: a supervisor is told so (after the permission check).
+    ("POST", "/api/v1/erasures"): (body({"phone": "+12025550100"}), expect(401, 403, 403, 404, 404, 403)),
+    ("POST", "/api/v1/erasures/{request_id}/approve"): (
+        erasure_by_someone_else,
+        expect(401, 403, 403, 200, 200, 403),
     ),
     ("GET", "/openapi.json"): (nothing, expect(200, 200, 200, 200, 200, 200)),
     ("GET", "/docs"): (nothing, expect(200, 200, 200, 200, 200, 200)),
@@ -582,6 +647,8 @@ async def test_authorization_matrix(app: FastAPI, client: httpx.AsyncClient) -> 
                 callback_id=request.get("callback_id", "CB-2222-2222"),
                 conversation_id=request.get("conversation_id", "CV-2222-2222"),
                 text_id=request.get("text_id", "RT-2222-2222"),
+                hold_id=request.get("hold_id", "LH-2222-2222"),
+                request_id=request.get("request_id", "ER-2222-2222"),
             )
             response = await http.request(method, path, json=request.get("json"), headers=headers)
             if response.status_code != expected[role]:

@@ -30,7 +30,7 @@ async def count(app: FastAPI, model: Any) -> int:
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
-async def until(predicate: Any, timeout: float = 15.0) -> bool:
+async def until(predicate: Any, timeout: float = 30.0) -> bool:
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
         if await predicate():
