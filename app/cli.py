@@ -603,5 +603,23 @@ def retention_purge(dry_run: bool) -> None:
         click.echo(f"{key}: {value:,} {verb}")
 
 
+@retention.command("twilio-report")
+def retention_twilio_report() -> None:
+    """What Twilio still holds for this hotline, and why (counts only)."""
+    from app.retention.service import twilio_report
+
+    settings = settings_or_exit()
+
+    async def work(database: Database) -> Any:
+        async with database.sessionmaker() as session:
+            return await twilio_report(session, settings)
+
+    rows = run_with_database(settings, work)
+    if not rows:
+        click.echo("hotline: Twilio holds nothing of ours that we know of")
+    for what, count, why in rows:
+        click.echo(f"{what}: {count:,} — {why}")
+
+
 if __name__ == "__main__":
     main()

@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     chat_inactivity_minutes: float = Field(default=120, ge=5, le=10080)
     whatsapp_template_sid: str | None = Field(default=None, pattern=r"^HX[0-9a-fA-F]{32}$")
     delete_messages_at_twilio: bool = False
+    # Delete each call's record at Twilio (the caller's and the volunteers' legs) once it has
+    # ended (a job: Twilio refuses a call still in progress, 20009, and is asked again later).
+    delete_calls_at_twilio: bool = False
     # Unwrapped data keys stay in memory this long (seconds); 0 disables the cache.
     data_key_cache_seconds: float = Field(default=300.0, ge=0, le=3600)
     # Access log: sign a checkpoint after this many entries or this many seconds, whichever first.

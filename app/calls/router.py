@@ -764,6 +764,15 @@ async def connect(
     )
 
 
+async def forget_at_twilio(request: Request, session: AsyncSession, event: CallStatusCallback) -> None:
+    """With `HOTLINE_DELETE_CALLS_AT_TWILIO`, an ended call's record is deleted there by a job."""
+    if request.app.state.settings.delete_calls_at_twilio and event.call_status in FINAL_STATUSES:
+        await reports.delete_at_twilio(session, request.app.state, "call", event.call_sid)
+
+
+FINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+
+
 @signed.post("/leg-status")
 async def leg_status(
     request: Request,
@@ -774,6 +783,7 @@ async def leg_status(
 
     async def work(session: AsyncSession, call: Call | None) -> str:
         await flow.volunteer_leg_ended(request.app, session, offer, event.call_status)
+        await forget_at_twilio(request, session, event)
         return twiml.empty_response()
 
     return await answer(
@@ -799,6 +809,7 @@ async def status(
                 await end_report_call(request, session, call, event.call_sid)
             else:
                 await flow.caller_hung_up(request.app, session, call)
+        await forget_at_twilio(request, session, event)
         return twiml.empty_response()
 
     return await answer(

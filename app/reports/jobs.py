@@ -55,7 +55,8 @@ async def delete_at_twilio(ctx: JobContext, payload: dict[str, Any]) -> None:
     except NotFoundAtTwilio:
         pass
     except ResourceNotComplete as exc:
-        raise RetryLater(30.0, "still_in_progress") from exc
+        # 20009: a call still running or a message still being delivered. Soon, then less often.
+        raise RetryLater(min(300.0, 5.0 * ctx.attempt), "still_in_progress") from exc
     row.state, row.done_at, row.sid = "done", ctx.clock.now(), None
 
 

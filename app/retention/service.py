@@ -459,3 +459,61 @@ async def active_hold(
         return False
     found = await session.scalar(select(LegalHold.id).where(LegalHold.released_at.is_(None), or_(*clauses)))
     return found is not None
+
+
+# -- what Twilio still holds --------------------------------------------------------------------
+
+
+async def twilio_report(session: AsyncSession, settings: Any) -> list[tuple[str, int, str]]:
+    """(what, how many, why) for every kind of record Twilio may still hold for us."""
+    from sqlalchemy import func
+
+    from app.calls.models import Voicemail
+    from app.chats.models import ChatMessage
+    from app.reports.models import ReportEntry, TwilioCleanup
+
+    rows: list[tuple[str, int, str]] = []
+    for kind, state, count in await session.execute(
+        select(TwilioCleanup.kind, TwilioCleanup.state, func.count()).group_by(
+            TwilioCleanup.kind, TwilioCleanup.state
+        )
+    ):
+        if state == "done":
+            continue
+        why = (
+            "the call is still running"
+            if state == "waiting"
+            else "deletion queued (retried while Twilio refuses)"
+        )
+        rows.append((f"{kind}s", int(count), why))
+    messages = await session.scalar(
+        select(func.count())
+        .select_from(ChatMessage)
+        .where(ChatMessage.sid_hash.is_not(None), ChatMessage.deleted_at_twilio.is_(None))
+    )
+    if messages:
+        why = (
+            "deletion queued once delivered"
+            if settings.delete_messages_at_twilio
+            else "kept at Twilio: HOTLINE_DELETE_MESSAGES_AT_TWILIO is off"
+        )
+        rows.append(("chat messages", int(messages), why))
+    recordings = await session.scalar(
+        select(func.count())
+        .select_from(Voicemail)
+        .where(Voicemail.recording_sid.is_not(None), Voicemail.deleted_at_twilio.is_(None))
+    )
+    if recordings:
+        rows.append(("voicemail recordings", int(recordings), "deleted once fetched and stored sealed"))
+    fetching = await session.scalar(
+        select(func.count()).select_from(ReportEntry).where(ReportEntry.state == "fetching")
+    )
+    if fetching:
+        rows.append(("report recordings", int(fetching), "deleted once fetched and stored sealed"))
+    if not settings.delete_calls_at_twilio:
+        calls = await session.scalar(
+            select(func.count()).select_from(Contact).where(Contact.channel == "voice")
+        )
+        if calls:
+            rows.append(("call records", int(calls), "kept at Twilio: HOTLINE_DELETE_CALLS_AT_TWILIO is off"))
+    return rows
