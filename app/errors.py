@@ -107,6 +107,21 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body(f"http_{exc.status_code}", message), status_code=exc.status_code, headers=exc.headers
         )
 
+    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeout)
+    async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        # The database is down, unreachable or out of connections: say so, plainly, and retryably.
+        log.error("database unavailable", extra={"error": type(exc).__name__})
+        return JSONResponse(
+            error_body("unavailable", "The database is unavailable; try again shortly."),
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc)

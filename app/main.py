@@ -43,7 +43,7 @@ from app.keys.service import KeyCustodyError, load_or_create_keys
 from app.keys.store import KeyStore, Sealer
 from app.logging import configure_logging
 from app.metrics import Metrics
-from app.middleware import RequestContextMiddleware
+from app.middleware import DeadlineMiddleware, RequestContextMiddleware
 from app.retention.router import router as retention_router
 from app.rights.router import router as rights_router
 from app.security_headers import SecurityHeadersMiddleware
@@ -230,6 +230,7 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.readiness_checks = {}
     install_error_handlers(app)
+    app.add_middleware(DeadlineMiddleware, seconds=settings.api_deadline_seconds)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.public_url.startswith("https://"))
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)

@@ -60,3 +60,65 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+
+class DeadlineMiddleware:
+    """API requests that have not started answering within `seconds` get a clear 503 (a database
+    that is down or very slow must not leave the console hanging); the work is cancelled, so
+    nothing it did is committed. Streams (server-sent events) are unaffected once started."""
+
+    def __init__(self, app: ASGIApp, *, seconds: float, prefix: str = "/api/") -> None:
+        self.app = app
+        self.seconds = seconds
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        import asyncio
+        import json
+
+        started = asyncio.Event()
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                started.set()
+            await send(message)
+
+        async def run() -> None:
+            await self.app(scope, receive, watch)
+
+        task: asyncio.Task[None] = asyncio.create_task(run())
+        waiter = asyncio.create_task(started.wait())
+        done, _ = await asyncio.wait(
+            {task, waiter}, timeout=self.seconds, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not done:
+            task.cancel()
+            waiter.cancel()
+            log.error("request deadline exceeded", extra={"seconds": self.seconds})
+            body = json.dumps(
+                {
+                    "error": {
+                        "code": "unavailable",
+                        "message": "The service is temporarily unavailable; try again shortly.",
+                        "request_id": request_id_var.get(),
+                    }
+                }
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"retry-after", b"5"),
+                        (b"cache-control", b"no-store"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        waiter.cancel()
+        await task

@@ -128,6 +128,8 @@ class Settings(BaseSettings):
     # Delete each call's record at Twilio (the caller's and the volunteers' legs) once it has
     # ended (a job: Twilio refuses a call still in progress, 20009, and is asked again later).
     delete_calls_at_twilio: bool = False
+    # An API request that has not started answering by then gets 503 (database down or very slow).
+    api_deadline_seconds: float = Field(default=8.0, ge=1, le=60)
     # Unwrapped data keys stay in memory this long (seconds); 0 disables the cache.
     data_key_cache_seconds: float = Field(default=300.0, ge=0, le=3600)
     # Access log: sign a checkpoint after this many entries or this many seconds, whichever first.

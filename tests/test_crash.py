@@ -54,7 +54,7 @@ def free_port() -> int:
 class Server:
     """`hotline serve` as a killable process group, restarted on the same port."""
 
-    def __init__(self, url: str, tmp: Path) -> None:
+    def __init__(self, url: str, tmp: Path, **extra: str) -> None:
         self.port = free_port()
         self.public_url = f"http://127.0.0.1:{self.port}"
         self.key_file = tmp / "keys.json"
@@ -72,6 +72,7 @@ class Server:
                 "HOTLINE_SPOOL_DIR": str(tmp / "spool"),
                 "HOTLINE_JOBS_POLL_SECONDS": "0.2",
                 "HOTLINE_LOG_LEVEL": "WARNING",
+                **extra,
             }
         )
         self.process: subprocess.Popen[bytes] | None = None

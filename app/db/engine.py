@@ -113,7 +113,10 @@ def create_database(raw_url: str, *, sqlite_busy_timeout_ms: int = 5000, pool_si
     url = async_url(raw_url)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.get_backend_name() == "postgresql":
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+        # A database that is gone must fail fast (the API answers 503), not hang on a connect.
+        kwargs.update(
+            pool_size=pool_size, max_overflow=pool_size, pool_timeout=5, connect_args={"connect_timeout": 3}
+        )
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         _install_sqlite_hooks(engine, sqlite_busy_timeout_ms, url.database or "")
