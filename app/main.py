@@ -42,6 +42,7 @@ from app.keys.store import KeyStore, Sealer
 from app.logging import configure_logging
 from app.metrics import Metrics
 from app.middleware import RequestContextMiddleware
+from app.referrals.router import router as organisations_router
 from app.rights.router import router as rights_router
 from app.security_headers import SecurityHeadersMiddleware
 from app.settings import Settings, load_settings
@@ -63,6 +64,7 @@ API_ROUTERS = (
     telephony_router,
     chats_router,
     rights_router,
+    organisations_router,
 )
 
 

@@ -202,6 +202,30 @@ async def fresh_conversation(app: FastAPI, case_id: str) -> str:
     return conversation.public_id
 
 
+async def fresh_organisation(app: FastAPI, *, verified_by: str | None = None) -> str:
+    """A directory entry with public contact details (verified by `verified_by` when given)."""
+    from app.referrals import service as referrals
+
+    async with app.state.database.sessionmaker() as session, session.begin():
+        organisation = await referrals.create(
+            session,
+            app.state.clock,
+            {
+                "name": f"Fuzz Org {new_public_id('X')}",
+                "services": ["legal_defense"],
+                "languages": ["es"],
+                "service_areas": ["bronx"],
+                "intake_phone": "+17185550100",
+                "intake_url": "https://example.org/",
+            },
+            actor=SETUP,
+        )
+        if verified_by is not None:
+            admin = (await session.scalars(select(User).where(User.public_id == verified_by))).one()
+            await referrals.verify(session, app.state.clock, organisation, admin, actor=SETUP)
+    return organisation.public_id
+
+
 async def build_world(app: FastAPI, http: httpx.AsyncClient) -> World:
     auth = StaffAuth(app, http)
     for role, roles in (
@@ -336,6 +360,17 @@ def regular_plans(world: World) -> dict[str, Plan]:
     async def on_callback(case: Case, index: int) -> None:
         case.path_parameters = {"callback_id": await fresh_callback(app)}
 
+    async def search_directory(case: Case, index: int) -> None:
+        if index % 3 == 1:
+            case.query = dict(case.query or {}) | {"case": world.case}
+
+    async def new_organisation(case: Case, index: int) -> None:
+        if index % 2:
+            case.body = body_of(case) | {"name": f"Organisation {uuid.uuid4().hex[:12]}"}
+
+    async def on_organisation(case: Case, index: int) -> None:
+        case.path_parameters = {"organisation_id": await fresh_organisation(app)}
+
     return {
         "GET /healthz": Plan(None),
         "GET /readyz": Plan(None),
@@ -379,6 +414,11 @@ def regular_plans(world: World) -> dict[str, Plan]:
         "GET /api/v1/rights": Plan("supervisor"),
         "POST /api/v1/rights": Plan("admin"),
         "POST /api/v1/rights/{text_id}/review": Plan("admin", on_rights_draft),
+        "GET /api/v1/organisations": Plan("volunteer", search_directory),
+        "POST /api/v1/organisations": Plan("admin", new_organisation),
+        "PATCH /api/v1/organisations/{organisation_id}": Plan("admin", on_organisation),
+        "POST /api/v1/organisations/{organisation_id}/verify": Plan("admin", on_organisation),
+        "DELETE /api/v1/organisations/{organisation_id}": Plan("admin", on_organisation),
         "GET /api/v1/schedule": Plan("supervisor"),
         "GET /api/v1/schedule/on-call": Plan("supervisor"),
         "PUT /api/v1/schedule/{user_id}": Plan("supervisor", on_volunteer),

@@ -29,6 +29,8 @@ class Permission(StrEnum):
     on_call_read = "on_call_read"  # who is on call now, with live presence
     rights_read = "rights_read"  # know-your-rights texts, reviewed or not, and their staleness
     rights_manage = "rights_manage"  # write new versions and record reviews (admins)
+    directory_read = "directory_read"  # search the referral directory
+    directory_manage = "directory_manage"  # add, change, verify and deactivate organisations (admins)
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -40,6 +42,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.availability,
             Permission.schedule_read,
             Permission.rights_read,
+            Permission.directory_read,
         }
     ),
     Role.supervisor: frozenset(
@@ -58,6 +61,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.schedule_manage,
             Permission.on_call_read,
             Permission.rights_read,
+            Permission.directory_read,
         }
     ),
     Role.admin: frozenset(
@@ -69,6 +73,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.schedule_manage,
             Permission.rights_read,
             Permission.rights_manage,
+            Permission.directory_read,
+            Permission.directory_manage,
         }
     ),
 }

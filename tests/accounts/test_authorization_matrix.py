@@ -336,6 +336,37 @@ async def rights_draft_by_someone_else(app: FastAPI, world: World, role: str) ->
     return {"text_id": text.public_id, "json": {}}
 
 
+ORGANISATION_BODY = {
+    "name": "Matrix Legal Aid",
+    "services": ["legal_defense"],
+    "languages": ["es"],
+    "service_areas": ["queens"],
+    "intake_phone": "+17185550100",
+    "intake_url": "https://example.org/intake",
+}
+
+
+async def fresh_organisation(
+    app: FastAPI, world: World, role: str, *, verified: bool = False
+) -> dict[str, Any]:
+    """A new directory entry with public contact details (verified when asked)."""
+    from app.referrals import service as referrals
+
+    async with app.state.database.sessionmaker() as session, session.begin():
+        organisation = await referrals.create(
+            session,
+            app.state.clock,
+            ORGANISATION_BODY | {"name": f"Matrix Org {new_public_id('X')}", "languages": ["es"]},
+            actor=SETUP,
+        )
+        if verified:
+            admin = (
+                await session.scalars(select(User).where(User.public_id == world.callers["admin"].user_id))
+            ).one()
+            await referrals.verify(session, app.state.clock, organisation, admin, actor=SETUP)
+    return {"organisation_id": organisation.public_id, "json": {"services": ["housing"]}}
+
+
 BAD_TOKEN = {"token": "x" * 43}
 
 MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
@@ -434,6 +465,20 @@ MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
     ("POST", "/api/v1/rights/{text_id}/review"): (
         rights_draft_by_someone_else,
         expect(401, 403, 403, 403, 403, 200),
+    ),
+    ("GET", "/api/v1/organisations"): (nothing, expect(401, 200, 200, 200, 200, 200)),
+    ("POST", "/api/v1/organisations"): (body(ORGANISATION_BODY), expect(401, 403, 403, 403, 403, 201)),
+    ("PATCH", "/api/v1/organisations/{organisation_id}"): (
+        fresh_organisation,
+        expect(401, 403, 403, 403, 403, 200),
+    ),
+    ("POST", "/api/v1/organisations/{organisation_id}/verify"): (
+        fresh_organisation,
+        expect(401, 403, 403, 403, 403, 200),
+    ),
+    ("DELETE", "/api/v1/organisations/{organisation_id}"): (
+        fresh_organisation,
+        expect(401, 403, 403, 403, 403, 204),
     ),
     ("GET", "/api/v1/schedule/on-call"): (nothing, expect(401, 403, 403, 200, 200, 403)),
     ("PUT", "/api/v1/schedule/{user_id}"): (
@@ -582,6 +627,7 @@ async def test_authorization_matrix(app: FastAPI, client: httpx.AsyncClient) -> 
                 callback_id=request.get("callback_id", "CB-2222-2222"),
                 conversation_id=request.get("conversation_id", "CV-2222-2222"),
                 text_id=request.get("text_id", "RT-2222-2222"),
+                organisation_id=request.get("organisation_id", "OR-2222-2222"),
             )
             response = await http.request(method, path, json=request.get("json"), headers=headers)
             if response.status_code != expected[role]:
