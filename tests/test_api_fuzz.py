@@ -226,6 +226,34 @@ async def fresh_organisation(app: FastAPI, *, verified_by: str | None = None) ->
     return organisation.public_id
 
 
+async def fresh_referral(app: FastAPI, case_id: str, admin: str, volunteer: str) -> str:
+    """A referral to a verified organisation on the world's case (its caller may be texted)."""
+    from app.callers.models import Caller
+    from app.cases.models import Referral
+    from app.referrals.models import Organisation
+
+    organisation_id = await fresh_organisation(app, verified_by=admin)
+    async with app.state.database.sessionmaker() as session, session.begin():
+        case = (await session.scalars(select(CaseRow).where(CaseRow.public_id == case_id))).one()
+        organisation = (
+            await session.scalars(select(Organisation).where(Organisation.public_id == organisation_id))
+        ).one()
+        author = (await session.scalars(select(User).where(User.public_id == volunteer))).one()
+        if case.caller_id is not None:
+            caller = await session.get(Caller, case.caller_id)
+            if caller is not None:
+                caller.safe_to_text = True
+        referral = Referral(
+            public_id=new_public_id("RF"),
+            case_id=case.id,
+            organisation_id=organisation.id,
+            created_by_id=author.id,
+            created_at=app.state.clock.now(),
+        )
+        session.add(referral)
+    return referral.public_id
+
+
 async def build_world(app: FastAPI, http: httpx.AsyncClient) -> World:
     auth = StaffAuth(app, http)
     for role, roles in (
@@ -371,6 +399,12 @@ def regular_plans(world: World) -> dict[str, Plan]:
     async def on_organisation(case: Case, index: int) -> None:
         case.path_parameters = {"organisation_id": await fresh_organisation(app)}
 
+    async def on_referral(case: Case, index: int) -> None:
+        referral = await fresh_referral(
+            app, world.case, world.who("admin").user_id, world.who("volunteer").user_id
+        )
+        case.path_parameters = {"case_id": world.case, "referral_id": referral}
+
     return {
         "GET /healthz": Plan(None),
         "GET /readyz": Plan(None),
@@ -419,6 +453,7 @@ def regular_plans(world: World) -> dict[str, Plan]:
         "PATCH /api/v1/organisations/{organisation_id}": Plan("admin", on_organisation),
         "POST /api/v1/organisations/{organisation_id}/verify": Plan("admin", on_organisation),
         "DELETE /api/v1/organisations/{organisation_id}": Plan("admin", on_organisation),
+        "POST /api/v1/cases/{case_id}/referrals/{referral_id}/send": Plan("volunteer", on_referral),
         "GET /api/v1/schedule": Plan("supervisor"),
         "GET /api/v1/schedule/on-call": Plan("supervisor"),
         "PUT /api/v1/schedule/{user_id}": Plan("supervisor", on_volunteer),

@@ -61,6 +61,8 @@ SYSTEM_FIELDS: dict[Purpose, frozenset[str]] = {
     Purpose.call_control: frozenset({"contact.twilio_sid", "offer.leg_sid"}),
     Purpose.store_voicemail: frozenset({"voicemail.recording_sid"}),
     Purpose.send_message: frozenset({"chat_message.body", "chat_message.sid"}),
+    # Texting a referral (an organisation's public details) to the caller's number.
+    Purpose.referral: frozenset({"caller.phone"}),
 }
 
 

@@ -367,6 +367,44 @@ async def fresh_organisation(
     return {"organisation_id": organisation.public_id, "json": {"services": ["housing"]}}
 
 
+async def referral_to_text(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    """A fresh referral to a verified organisation on the world's case, whose caller may be texted."""
+    from app.callers.service import find_or_create_caller
+    from app.cases.models import Case, Referral
+
+    organisation_id = (await fresh_organisation(app, world, role, verified=True))["organisation_id"]
+    async with app.state.database.sessionmaker() as session:
+        caller, _ = await find_or_create_caller(
+            session, app.state.sealer, app.state.broker, app.state.clock, "+12025550146"
+        )
+        await session.commit()
+    async with app.state.database.sessionmaker() as session, session.begin():
+        from app.callers.models import Caller
+        from app.referrals.models import Organisation
+
+        assert caller is not None
+        row = await session.get(Caller, caller.id)
+        assert row is not None
+        row.safe_to_text = True
+        case = (await session.scalars(select(Case).where(Case.public_id == world.case))).one()
+        case.caller_id = row.id
+        organisation = (
+            await session.scalars(select(Organisation).where(Organisation.public_id == organisation_id))
+        ).one()
+        creator = (
+            await session.scalars(select(User).where(User.public_id == world.callers["admin"].user_id))
+        ).one()
+        referral = Referral(
+            public_id=new_public_id("RF"),
+            case_id=case.id,
+            organisation_id=organisation.id,
+            created_by_id=creator.id,
+            created_at=app.state.clock.now(),
+        )
+        session.add(referral)
+    return {"referral_id": referral.public_id}
+
+
 BAD_TOKEN = {"token": "x" * 43}
 
 MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
@@ -479,6 +517,10 @@ MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
     ("DELETE", "/api/v1/organisations/{organisation_id}"): (
         fresh_organisation,
         expect(401, 403, 403, 403, 403, 204),
+    ),
+    ("POST", "/api/v1/cases/{case_id}/referrals/{referral_id}/send"): (
+        referral_to_text,
+        expect(401, 202, 404, 404, 202, 403),
     ),
     ("GET", "/api/v1/schedule/on-call"): (nothing, expect(401, 403, 403, 200, 200, 403)),
     ("PUT", "/api/v1/schedule/{user_id}"): (
@@ -628,6 +670,7 @@ async def test_authorization_matrix(app: FastAPI, client: httpx.AsyncClient) -> 
                 conversation_id=request.get("conversation_id", "CV-2222-2222"),
                 text_id=request.get("text_id", "RT-2222-2222"),
                 organisation_id=request.get("organisation_id", "OR-2222-2222"),
+                referral_id=request.get("referral_id", "RF-2222-2222"),
             )
             response = await http.request(method, path, json=request.get("json"), headers=headers)
             if response.status_code != expected[role]:
