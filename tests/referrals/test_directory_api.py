@@ -315,6 +315,8 @@ async def test_search_pagination_and_bad_parameters(app: FastAPI, admin: SignedI
         {"area": "mars"},
         {"open_at": "2026-11-28T11:00:00"},  # no offset: ambiguous
         {"open_at": "yesterday"},
+        {"open_at": "9999-12-31T23:59:59-14:00"},
+        {"open_at": "0001-01-01T00:00:00+14:00"},
         {"case": "not-a-case"},
         {"open_now": "maybe"},
     ):
@@ -351,3 +353,15 @@ async def test_search_from_a_case_derives_need_and_language_without_decrypting(
     assert (await search(other, case=case)).status_code == 404
     assert (await search(admin, case=case)).status_code == 404
     assert (await search(volunteer, case="HX-ZZZZ-ZZZZ")).status_code == 404
+
+
+async def test_the_migration_backfilled_the_seeded_entries(app: FastAPI) -> None:
+    from app.referrals.models import Organisation
+
+    async with app.state.database.sessionmaker() as session:
+        seeded = list(await session.scalars(select(Organisation).order_by(Organisation.public_id)))
+    assert {o.public_id for o in seeded} == {"OR-4GAS-NYSC", "OR-NYCH-2THX", "OR-CACW-K7RS"}
+    for organisation in seeded:
+        assert organisation.service_areas == ["bronx", "brooklyn", "manhattan", "queens", "staten_island"]
+        assert organisation.timezone == "America/New_York" and organisation.opening_hours == []
+        assert organisation.active and not organisation.open_24_7 and not organisation.verified
