@@ -393,8 +393,22 @@ def regular_plans(world: World) -> dict[str, Plan]:
             case.query = dict(case.query or {}) | {"case": world.case}
 
     async def new_organisation(case: Case, index: int) -> None:
+        """Every other case gets a fresh name and, of those, every other real contact details (the
+        generator rarely finds a valid time zone or a dialable number)."""
         if index % 2:
-            case.body = body_of(case) | {"name": f"Organisation {uuid.uuid4().hex[:12]}"}
+            body = body_of(case) | {"name": f"Organisation {uuid.uuid4().hex[:12]}"}
+            if index % 4 == 1:
+                body |= {
+                    "timezone": "America/New_York",
+                    "intake_phone": "+17185550100",
+                    "intake_url": "https://example.org/intake",
+                    "services": ["housing"],
+                    "languages": ["es"],
+                    "service_areas": ["queens"],
+                    "open_24_7": False,
+                    "opening_hours": [{"day": "mon", "open": "09:00", "close": "17:00"}],
+                }
+            case.body = body
 
     async def on_organisation(case: Case, index: int) -> None:
         case.path_parameters = {"organisation_id": await fresh_organisation(app)}
