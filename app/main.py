@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 import app.audit.jobs
 import app.calls.jobs
 import app.chats.jobs
+import app.referrals.jobs
 import app.reports.jobs
 import app.retention.jobs
 import app.routing.jobs  # noqa: F401 — registers offer timeouts and escalations
@@ -44,6 +45,7 @@ from app.keys.store import KeyStore, Sealer
 from app.logging import configure_logging
 from app.metrics import Metrics
 from app.middleware import DeadlineMiddleware, RequestContextMiddleware
+from app.referrals.router import router as organisations_router
 from app.retention.router import router as retention_router
 from app.rights.router import router as rights_router
 from app.security_headers import SecurityHeadersMiddleware
@@ -67,6 +69,7 @@ API_ROUTERS = (
     chats_router,
     rights_router,
     retention_router,
+    organisations_router,
 )
 
 

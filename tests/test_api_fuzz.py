@@ -230,6 +230,58 @@ async def fresh_erasure(app: FastAPI, requester: str | None) -> str:
     return request.public_id
 
 
+async def fresh_organisation(app: FastAPI, *, verified_by: str | None = None) -> str:
+    """A directory entry with public contact details (verified by `verified_by` when given)."""
+    from app.referrals import service as referrals
+
+    async with app.state.database.sessionmaker() as session, session.begin():
+        organisation = await referrals.create(
+            session,
+            app.state.clock,
+            {
+                "name": f"Fuzz Org {new_public_id('X')}",
+                "services": ["legal_defense"],
+                "languages": ["es"],
+                "service_areas": ["bronx"],
+                "intake_phone": "+17185550100",
+                "intake_url": "https://example.org/",
+            },
+            actor=SETUP,
+        )
+        if verified_by is not None:
+            admin = (await session.scalars(select(User).where(User.public_id == verified_by))).one()
+            await referrals.verify(session, app.state.clock, organisation, admin, actor=SETUP)
+    return organisation.public_id
+
+
+async def fresh_referral(app: FastAPI, case_id: str, admin: str, volunteer: str) -> str:
+    """A referral to a verified organisation on the world's case (its caller may be texted)."""
+    from app.callers.models import Caller
+    from app.cases.models import Referral
+    from app.referrals.models import Organisation
+
+    organisation_id = await fresh_organisation(app, verified_by=admin)
+    async with app.state.database.sessionmaker() as session, session.begin():
+        case = (await session.scalars(select(CaseRow).where(CaseRow.public_id == case_id))).one()
+        organisation = (
+            await session.scalars(select(Organisation).where(Organisation.public_id == organisation_id))
+        ).one()
+        author = (await session.scalars(select(User).where(User.public_id == volunteer))).one()
+        if case.caller_id is not None:
+            caller = await session.get(Caller, case.caller_id)
+            if caller is not None:
+                caller.safe_to_text = True
+        referral = Referral(
+            public_id=new_public_id("RF"),
+            case_id=case.id,
+            organisation_id=organisation.id,
+            created_by_id=author.id,
+            created_at=app.state.clock.now(),
+        )
+        session.add(referral)
+    return referral.public_id
+
+
 async def build_world(app: FastAPI, http: httpx.AsyncClient) -> World:
     auth = StaffAuth(app, http)
     for role, roles in (
@@ -382,6 +434,37 @@ def regular_plans(world: World) -> dict[str, Plan]:
     async def on_erasure(case: Case, index: int) -> None:
         case.path_parameters = {"request_id": await fresh_erasure(app, world.who("supervisor_bg").user_id)}
 
+    async def search_directory(case: Case, index: int) -> None:
+        if index % 3 == 1:
+            case.query = dict(case.query or {}) | {"case": world.case}
+
+    async def new_organisation(case: Case, index: int) -> None:
+        """Every other case gets a fresh name and, of those, every other real contact details (the
+        generator rarely finds a valid time zone or a dialable number)."""
+        if index % 2:
+            body = body_of(case) | {"name": f"Organisation {uuid.uuid4().hex[:12]}"}
+            if index % 4 == 1:
+                body |= {
+                    "timezone": "America/New_York",
+                    "intake_phone": "+17185550100",
+                    "intake_url": "https://example.org/intake",
+                    "services": ["housing"],
+                    "languages": ["es"],
+                    "service_areas": ["queens"],
+                    "open_24_7": False,
+                    "opening_hours": [{"day": "mon", "open": "09:00", "close": "17:00"}],
+                }
+            case.body = body
+
+    async def on_organisation(case: Case, index: int) -> None:
+        case.path_parameters = {"organisation_id": await fresh_organisation(app)}
+
+    async def on_referral(case: Case, index: int) -> None:
+        referral = await fresh_referral(
+            app, world.case, world.who("admin").user_id, world.who("volunteer").user_id
+        )
+        case.path_parameters = {"case_id": world.case, "referral_id": referral}
+
     return {
         "GET /healthz": Plan(None),
         "GET /readyz": Plan(None),
@@ -431,6 +514,12 @@ def regular_plans(world: World) -> dict[str, Plan]:
         "GET /api/v1/erasures": Plan("supervisor"),
         "POST /api/v1/erasures": Plan("supervisor"),
         "POST /api/v1/erasures/{request_id}/approve": Plan("supervisor", on_erasure),
+        "GET /api/v1/organisations": Plan("volunteer", search_directory),
+        "POST /api/v1/organisations": Plan("admin", new_organisation),
+        "PATCH /api/v1/organisations/{organisation_id}": Plan("admin", on_organisation),
+        "POST /api/v1/organisations/{organisation_id}/verify": Plan("admin", on_organisation),
+        "DELETE /api/v1/organisations/{organisation_id}": Plan("admin", on_organisation),
+        "POST /api/v1/cases/{case_id}/referrals/{referral_id}/send": Plan("volunteer", on_referral),
         "GET /api/v1/schedule": Plan("supervisor"),
         "GET /api/v1/schedule/on-call": Plan("supervisor"),
         "PUT /api/v1/schedule/{user_id}": Plan("supervisor", on_volunteer),

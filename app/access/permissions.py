@@ -30,6 +30,8 @@ class Permission(StrEnum):
     rights_read = "rights_read"  # know-your-rights texts, reviewed or not, and their staleness
     rights_manage = "rights_manage"  # write new versions and record reviews (admins)
     retention_manage = "retention_manage"  # legal holds and caller erasure (supervisors; two for erasure)
+    directory_read = "directory_read"  # search the referral directory
+    directory_manage = "directory_manage"  # add, change, verify and deactivate organisations (admins)
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -41,6 +43,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.availability,
             Permission.schedule_read,
             Permission.rights_read,
+            Permission.directory_read,
         }
     ),
     Role.supervisor: frozenset(
@@ -60,6 +63,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.on_call_read,
             Permission.rights_read,
             Permission.retention_manage,
+            Permission.directory_read,
         }
     ),
     Role.admin: frozenset(
@@ -71,6 +75,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.schedule_manage,
             Permission.rights_read,
             Permission.rights_manage,
+            Permission.directory_read,
+            Permission.directory_manage,
         }
     ),
 }

@@ -66,6 +66,8 @@ SYSTEM_FIELDS: dict[Purpose, frozenset[str]] = {
     Purpose.send_message: frozenset({"chat_message.body", "chat_message.sid"}),
     # Moving an anonymous report's dialogue out of a conversation: the SIDs to delete at Twilio.
     Purpose.anonymise: frozenset({"chat_message.sid"}),
+    # Texting a referral (an organisation's public details) to the caller's number.
+    Purpose.referral: frozenset({"caller.phone"}),
 }
 
 

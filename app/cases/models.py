@@ -122,3 +122,12 @@ class Referral(UUIDPrimaryKey, Base):
     created_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime]
     services: Mapped[str] = mapped_column(String(200), default="")
+    # The organisation's public details texted to the caller: who asked and when, and the delivery
+    # status (pending → queued → sent → delivered/undelivered/failed, only forward by Twilio's rank;
+    # null when never texted). Twilio's SID is kept only as a keyed hash to match status callbacks.
+    sms_status: Mapped[str | None] = mapped_column(String(16))
+    sms_status_rank: Mapped[int] = mapped_column(default=-1)
+    sms_error_code: Mapped[int | None]
+    sms_sid_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    sms_requested_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    sms_requested_at: Mapped[datetime | None]

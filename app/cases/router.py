@@ -49,6 +49,7 @@ from app.contacts.models import Contact
 from app.db.session import DbSession
 from app.errors import Conflict, Erased, InvalidInput, NotFound
 from app.publicid import new_public_id
+from app.referrals import service as referrals
 from app.referrals.models import Organisation
 from app.retention.service import erased_message
 
@@ -125,6 +126,8 @@ async def detail(db: AsyncSession, case: Case) -> CaseDetail:
                 organisation_name=o.name,
                 services=[s for s in r.services.split(",") if s],
                 created_at=r.created_at,
+                sms_status=r.sms_status,
+                sms_requested_at=r.sms_requested_at,
             )
             for r, o in referral_rows
         ],
@@ -387,6 +390,57 @@ async def add_referral(
         organisation_name=organisation.name,
         services=list(body.services),
         created_at=referral.created_at,
+    )
+
+
+@router.post(
+    "/{case_id}/referrals/{referral_id}/send",
+    response_model=ReferralOut,
+    status_code=202,
+    responses={
+        **NOT_FOUND,
+        409: {
+            "description": "Not sent: organisation_not_verified, no_number (withheld or unknown), "
+            "opted_out, unsafe_to_text, safety_not_asked or already_sent."
+        },
+    },
+)
+async def send_referral(
+    case_id: PublicId, referral_id: PublicId, staff: CaseWriter, db: DbSession, auth: Auth
+) -> ReferralOut:
+    """Text the organisation's public details (name, intake phone, web address, hours) to the
+    caller; a job sends it. Only the assigned volunteer (or a supervisor with break-glass) may."""
+    case = await visible_case(db, staff.principal, case_id)
+    if not may_read_case_content(
+        staff.principal,
+        case.assignee_id,
+        break_glass=await auth.broker.active_break_glass(db, staff.principal, case),
+    ):
+        raise NotFound()
+    referral = await db.scalar(
+        select(Referral).where(Referral.public_id == referral_id, Referral.case_id == case.id)
+    )
+    if referral is None:
+        raise NotFound()
+    organisation = await db.get(Organisation, referral.organisation_id)
+    assert organisation is not None
+    await referrals.request_sms(
+        db,
+        auth.clock,
+        case=case,
+        referral=referral,
+        organisation=organisation,
+        requested_by=staff.user,
+        actor=staff.principal.actor,
+    )
+    return ReferralOut(
+        id=referral.public_id,
+        organisation=organisation.public_id,
+        organisation_name=organisation.name,
+        services=[s for s in referral.services.split(",") if s],
+        created_at=referral.created_at,
+        sms_status=referral.sms_status,
+        sms_requested_at=referral.sms_requested_at,
     )
 
 

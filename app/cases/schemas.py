@@ -122,6 +122,12 @@ class ReferralOut(BaseModel):
     organisation_name: str
     services: list[str]
     created_at: datetime
+    sms_status: str | None = Field(
+        None,
+        description="Text of the organisation's public details to the caller: null (never texted), "
+        "pending, queued, sent, delivered, undelivered or failed.",
+    )
+    sms_requested_at: datetime | None = None
 
 
 class CaseDetail(CaseSummary):

@@ -20,6 +20,7 @@ from fastapi.responses import Response
 from app.chats import service
 from app.chats.jobs import schedule_deletion
 from app.chats.spool import SpooledMessage
+from app.referrals import service as referrals
 from app.reports import service as reports
 from app.reports.service import Reply
 from app.webhooks.deps import TwilioSignature, twilio_webhook, webhook_context
@@ -127,6 +128,12 @@ async def status(
                     state, session, event.message_sid, event.message_status, event.error_code
                 )
                 if message is None:
+                    # Not a chat message: perhaps a referral texted to a caller.
+                    if await referrals.record_sms_status(
+                        state, session, event.message_sid, event.message_status, event.error_code
+                    ):
+                        await session.commit()
+                        return
                     continue
                 if message.status_rank >= 5:
                     await schedule_deletion(session, state.clock, state.settings, message)

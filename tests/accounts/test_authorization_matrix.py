@@ -391,6 +391,75 @@ async def erasure_by_someone_else(app: FastAPI, world: World, role: str) -> dict
     return {"request_id": request.public_id}
 
 
+ORGANISATION_BODY = {
+    "name": "Matrix Legal Aid",
+    "services": ["legal_defense"],
+    "languages": ["es"],
+    "service_areas": ["queens"],
+    "intake_phone": "+17185550100",
+    "intake_url": "https://example.org/intake",
+}
+
+
+async def fresh_organisation(
+    app: FastAPI, world: World, role: str, *, verified: bool = False
+) -> dict[str, Any]:
+    """A new directory entry with public contact details (verified when asked)."""
+    from app.referrals import service as referrals
+
+    async with app.state.database.sessionmaker() as session, session.begin():
+        organisation = await referrals.create(
+            session,
+            app.state.clock,
+            ORGANISATION_BODY | {"name": f"Matrix Org {new_public_id('X')}", "languages": ["es"]},
+            actor=SETUP,
+        )
+        if verified:
+            admin = (
+                await session.scalars(select(User).where(User.public_id == world.callers["admin"].user_id))
+            ).one()
+            await referrals.verify(session, app.state.clock, organisation, admin, actor=SETUP)
+    return {"organisation_id": organisation.public_id, "json": {"services": ["housing"]}}
+
+
+async def referral_to_text(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    """A fresh referral to a verified organisation on the world's case, whose caller may be texted."""
+    from app.callers.service import find_or_create_caller
+    from app.cases.models import Case, Referral
+
+    organisation_id = (await fresh_organisation(app, world, role, verified=True))["organisation_id"]
+    async with app.state.database.sessionmaker() as session:
+        caller, _ = await find_or_create_caller(
+            session, app.state.sealer, app.state.broker, app.state.clock, "+12025550146"
+        )
+        await session.commit()
+    async with app.state.database.sessionmaker() as session, session.begin():
+        from app.callers.models import Caller
+        from app.referrals.models import Organisation
+
+        assert caller is not None
+        row = await session.get(Caller, caller.id)
+        assert row is not None
+        row.safe_to_text = True
+        case = (await session.scalars(select(Case).where(Case.public_id == world.case))).one()
+        case.caller_id = row.id
+        organisation = (
+            await session.scalars(select(Organisation).where(Organisation.public_id == organisation_id))
+        ).one()
+        creator = (
+            await session.scalars(select(User).where(User.public_id == world.callers["admin"].user_id))
+        ).one()
+        referral = Referral(
+            public_id=new_public_id("RF"),
+            case_id=case.id,
+            organisation_id=organisation.id,
+            created_by_id=creator.id,
+            created_at=app.state.clock.now(),
+        )
+        session.add(referral)
+    return {"referral_id": referral.public_id}
+
+
 BAD_TOKEN = {"token": "x" * 43}
 
 MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
@@ -489,6 +558,24 @@ MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
     ("POST", "/api/v1/rights/{text_id}/review"): (
         rights_draft_by_someone_else,
         expect(401, 403, 403, 403, 403, 200),
+    ),
+    ("GET", "/api/v1/organisations"): (nothing, expect(401, 200, 200, 200, 200, 200)),
+    ("POST", "/api/v1/organisations"): (body(ORGANISATION_BODY), expect(401, 403, 403, 403, 403, 201)),
+    ("PATCH", "/api/v1/organisations/{organisation_id}"): (
+        fresh_organisation,
+        expect(401, 403, 403, 403, 403, 200),
+    ),
+    ("POST", "/api/v1/organisations/{organisation_id}/verify"): (
+        fresh_organisation,
+        expect(401, 403, 403, 403, 403, 200),
+    ),
+    ("DELETE", "/api/v1/organisations/{organisation_id}"): (
+        fresh_organisation,
+        expect(401, 403, 403, 403, 403, 204),
+    ),
+    ("POST", "/api/v1/cases/{case_id}/referrals/{referral_id}/send"): (
+        referral_to_text,
+        expect(401, 202, 404, 404, 202, 403),
     ),
     ("GET", "/api/v1/schedule/on-call"): (nothing, expect(401, 403, 403, 200, 200, 403)),
     ("PUT", "/api/v1/schedule/{user_id}"): (
@@ -649,6 +736,8 @@ async def test_authorization_matrix(app: FastAPI, client: httpx.AsyncClient) -> 
                 text_id=request.get("text_id", "RT-2222-2222"),
                 hold_id=request.get("hold_id", "LH-2222-2222"),
                 request_id=request.get("request_id", "ER-2222-2222"),
+                organisation_id=request.get("organisation_id", "OR-2222-2222"),
+                referral_id=request.get("referral_id", "RF-2222-2222"),
             )
             response = await http.request(method, path, json=request.get("json"), headers=headers)
             if response.status_code != expected[role]:
