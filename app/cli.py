@@ -319,28 +319,51 @@ def keys_init(path: str) -> None:
 
 @keys.command("status")
 def keys_status() -> None:
-    """Key-encryption keys, their states and how many live data keys each wraps."""
+    """Key-encryption keys, their states, live data keys each wraps, and the backup erasure horizon."""
+    from app.clock import SystemClock
+    from app.keys.lifecycle import day_after, erasure_horizon, kek_destruction_date
     from app.keys.rotation import live_keys_by_kek
 
     settings = settings_or_exit()
     material = _load_keys_or_exit(settings)
+    now = SystemClock().now()
+    schedule = {
+        "rotate_days": settings.kek_rotate_days,
+        "backup_retention_days": settings.backup_retention_days,
+    }
 
-    async def work(database: Database) -> dict[str, int]:
-        return await live_keys_by_kek(database)
+    async def work(database: Database) -> Any:
+        return await live_keys_by_kek(database), await erasure_horizon(
+            database, material, now=now, **schedule
+        )
 
-    live = run_with_database(settings, work)
+    live, horizon = run_with_database(settings, work)
     click.echo(f"key file: {settings.keyring_file}{' (DEVELOPMENT)' if material.development else ''}")
     for kek in material.keyring.kek_ids():
         info = material.keyring.kek_info(kek)
         retired = f" retired {info.retired_at:%Y-%m-%d}" if info.retired_at else ""
+        due = kek_destruction_date(info, now=now, **schedule)
+        if info.destroyed_at:
+            fate = f"  destroyed {info.destroyed_at:%Y-%m-%d}"
+        else:
+            fate = f"  destroy due {day_after(due)}" if due else "  destroy due never (rotation off)"
         click.echo(
             f"  {kek}  {info.state.value:<12} created {info.created_at:%Y-%m-%d}{retired}  "
-            f"live data keys: {live.get(kek, 0)}"
+            f"live data keys: {live.get(kek, 0)}{fate}"
         )
     unknown = sorted(set(live) - set(material.keyring.kek_ids()))
     for kek in unknown:
         click.echo(f"  {kek}  UNKNOWN to this key file  live data keys: {live[kek]}")
     click.echo(f"checkpoint signing key: {material.signer.key_id}")
+    click.echo(
+        f"shredded subjects: {horizon.subjects:,}; backup erasure complete for {horizon.complete:,} "
+        "(every KEK that wrapped their keys destroyed)"
+    )
+    for day, count in horizon.by_date.items():
+        when = "never: rotation is off (HOTLINE_KEK_ROTATE_DAYS=0)" if day == "never" else f"by {day}"
+        click.echo(f"  {count:,} more: backups cannot revive them {when}")
+    if horizon.by_date:
+        click.echo("  Expire database and key-file backups on the same horizon (see README, Keys).")
     sys.exit(1 if unknown else 0)
 
 
@@ -352,24 +375,27 @@ def keys_status() -> None:
 def keys_rotate(batch_size: int, pause_ms: int) -> None:
     """Add a new active KEK and rewrap every data key under it (safe while serving; resumable)."""
     from app.clock import SystemClock
+    from app.keys.lifecycle import key_file_lock
     from app.keys.rotation import rotate
 
     settings = settings_or_exit()
-    material = _load_keys_or_exit(settings)
+    _load_keys_or_exit(settings)
 
     def progress(done: int, total: int) -> None:
         click.echo(f"\rrewrapped {done:,} / {total:,} data keys", err=True, nl=False)
 
     async def work(database: Database) -> Any:
-        return await rotate(
-            database,
-            material,
-            settings.keyring_file,
-            SystemClock(),
-            actor=_cli_actor(),
-            batch_size=batch_size,
-            progress=progress,
-        )
+        # Under the key-file lock, from the file as it is now (the jobs runner may have rotated).
+        with key_file_lock(settings.keyring_file):
+            return await rotate(
+                database,
+                _load_keys_or_exit(settings),
+                settings.keyring_file,
+                SystemClock(),
+                actor=_cli_actor(),
+                batch_size=batch_size,
+                progress=progress,
+            )
 
     report = run_with_database(settings, work)
     click.echo("", err=True)
@@ -392,23 +418,25 @@ def keys_destroy(retired_before: Any, yes: bool) -> None:
     from datetime import UTC
 
     from app.clock import SystemClock
+    from app.keys.lifecycle import key_file_lock
     from app.keys.rotation import KeyOperationRefused, destroy_retired
 
     if not yes:
         fail("destroying keys is irreversible: add --yes to confirm")
     settings = settings_or_exit()
-    material = _load_keys_or_exit(settings)
+    _load_keys_or_exit(settings)
 
     async def work(database: Database) -> list[str]:
         try:
-            return await destroy_retired(
-                database,
-                material,
-                settings.keyring_file,
-                SystemClock(),
-                before=retired_before.replace(tzinfo=UTC),
-                actor=_cli_actor(),
-            )
+            with key_file_lock(settings.keyring_file):
+                return await destroy_retired(
+                    database,
+                    _load_keys_or_exit(settings),
+                    settings.keyring_file,
+                    SystemClock(),
+                    before=retired_before.replace(tzinfo=UTC),
+                    actor=_cli_actor(),
+                )
         except KeyOperationRefused as exc:
             fail(str(exc))
 

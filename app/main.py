@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 import app.audit.jobs
 import app.calls.jobs
 import app.chats.jobs
+import app.keys.jobs
 import app.reports.jobs
 import app.routing.jobs  # noqa: F401 — registers offer timeouts and escalations
 from app.access.broker import AccessBroker
