@@ -537,6 +537,11 @@ def audit_verify(as_json: bool, witness: str | None) -> None:
         if witness:
             click.echo(f"Witness: {report.witnessed:,} checkpoints checked")
         click.echo(f"Unanchored tail: {report.unanchored_tail:,} entries after the latest checkpoint")
+        if report.segments:
+            click.echo(
+                f"Archived: seq 1..{report.archived_through:,} in {report.segments:,} signed segments "
+                "(check the files with `hotline audit verify-segment`)"
+            )
         click.echo("Result: OK" if report.ok else f"Result: {len(report.problems)} problems INVALID — exit 1")
     sys.exit(0 if report.ok else 1)
 
@@ -585,6 +590,112 @@ def audit_export_checkpoints(directory: str) -> None:
     written, conflicts = run_with_database(settings, work)
     click.echo(f"hotline: {written} new checkpoint files in {target}")
     sys.exit(1 if conflicts else 0)
+
+
+@audit.command("archive")
+@click.option(
+    "--before",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+    help="Archive entries older than this (UTC); must lie beyond HOTLINE_AUDIT_RETENTION_DAYS.",
+)
+@click.option(
+    "--to",
+    "directory",
+    type=click.Path(file_okay=False),
+    help="Where the signed segment files go (default HOTLINE_AUDIT_ARCHIVE_DIR).",
+)
+@click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(1, 100_000))
+def audit_archive(before: Any, directory: str | None, batch_size: int) -> None:
+    """Export entries older than DATE as signed segments, then prune them (owner only; resumable)."""
+    from datetime import UTC, timedelta
+    from pathlib import Path
+
+    from app.audit.archive import ArchiveRefused, ArchiveReport, archive
+    from app.clock import SystemClock
+    from app.db import migrate
+    from app.db.engine import async_url
+    from app.db.grants import owner_problem
+
+    settings = settings_or_exit()
+    material = _load_keys_or_exit(settings)
+    clock = SystemClock()
+    cutoff = before.replace(tzinfo=UTC)
+    oldest_allowed = clock.now() - timedelta(days=settings.audit_retention_days)
+    if cutoff > oldest_allowed:
+        fail(
+            f"--before {cutoff:%Y-%m-%d} is inside the audit retention (HOTLINE_AUDIT_RETENTION_DAYS="
+            f"{settings.audit_retention_days}): only entries older than {oldest_allowed:%Y-%m-%d} may go"
+        )
+    target = Path(directory or settings.audit_archive_dir)
+
+    def progress(report: ArchiveReport, name: str) -> None:
+        click.echo(
+            f"archived seq ..{report.through_seq:,} of ..{report.target_seq:,} "
+            f"({report.archived:,} entries this run) -> {name}",
+            err=True,
+        )
+
+    async def work(database: Database) -> ArchiveReport:
+        problem = await owner_problem(database, async_url(settings.database_url).database)
+        if problem:
+            fail(f"audit archive is for the owner only: {problem}")
+        if settings.is_sqlite:
+            await migrate.upgrade(database)
+        elif not await migrate.is_at_head(database):
+            fail("the database schema is not at the latest revision: run `hotline db upgrade`")
+        try:
+            return await archive(
+                database,
+                material.signer,
+                clock,
+                before=cutoff,
+                directory=target,
+                actor=_cli_actor(),
+                batch_size=batch_size,
+                progress=progress,
+            )
+        except ArchiveRefused as exc:
+            fail(str(exc))
+        except OSError as exc:
+            fail(f"cannot write to {target}: {exc.strerror}")
+
+    report = run_with_database(settings, work)
+    if report.archived:
+        click.echo(
+            f"hotline: archived {report.archived:,} entries into {len(report.segments)} signed segments in "
+            f"{target}; the database now holds entries after seq {report.through_seq:,}"
+        )
+    else:
+        click.echo(f"hotline: nothing to archive (archived through seq {report.through_seq:,})")
+    click.echo(
+        "Keep the segment files (and copies) for as long as the log must be kept; verify-segment checks them."
+    )
+
+
+@audit.command("verify-segment")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def audit_verify_segment(files: tuple[str, ...]) -> None:
+    """Check archived segment FILES on their own (hashes, checkpoints, signature, links between them)."""
+    from pathlib import Path
+
+    from app.audit.archive import verify_segment_files
+
+    settings = settings_or_exit()
+    material = _load_keys_or_exit(settings)
+    reports = verify_segment_files([Path(f) for f in files], material.checkpoint_verifier())
+    for report in reports:
+        span = (
+            f"seq {report.trailer.first_seq}..{report.trailer.last_seq}, signed by {report.trailer.key_id}"
+            if report.trailer
+            else "unreadable"
+        )
+        click.echo(f"{report.path}: {report.entries:,} entries, {report.checkpoints} checkpoints ({span})")
+        for problem in report.problems:
+            click.echo(f"  INVALID: {problem}")
+    bad = sum(1 for r in reports if not r.ok)
+    click.echo("Result: OK" if not bad else f"Result: {bad} of {len(reports)} segments INVALID — exit 1")
+    sys.exit(1 if bad else 0)
 
 
 from app.simulate import simulate  # noqa: E402
