@@ -654,6 +654,7 @@ def audit_archive(before: Any, directory: str | None, batch_size: int) -> None:
                 actor=_cli_actor(),
                 batch_size=batch_size,
                 progress=progress,
+                verifier=material.checkpoint_verifier(),
             )
         except ArchiveRefused as exc:
             fail(str(exc))

@@ -406,9 +406,14 @@ async def archive(
     actor: Actor,
     batch_size: int = 5000,
     progress: Callable[[ArchiveReport, str], None] | None = None,
+    verifier: CheckpointVerifier | None = None,
 ) -> ArchiveReport:
-    """Export the entries older than `before` as signed segments, then prune them, batch by batch."""
-    verifier = signer.verifier()
+    """Export the entries older than `before` as signed segments, then prune them, batch by batch.
+
+    `verifier` (every known checkpoint key) checks a segment file left by an interrupted run,
+    which may have been signed before a signing-key rotation; defaults to `signer`'s key only.
+    """
+    verifier = verifier or signer.verifier()
     report = ArchiveReport()
     directory.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 — once, on the operator's host
     anchor_seq, anchor_hash = await archive_anchor(database)
