@@ -319,28 +319,51 @@ def keys_init(path: str) -> None:
 
 @keys.command("status")
 def keys_status() -> None:
-    """Key-encryption keys, their states and how many live data keys each wraps."""
+    """Key-encryption keys, their states, live data keys each wraps, and the backup erasure horizon."""
+    from app.clock import SystemClock
+    from app.keys.lifecycle import day_after, erasure_horizon, kek_destruction_date
     from app.keys.rotation import live_keys_by_kek
 
     settings = settings_or_exit()
     material = _load_keys_or_exit(settings)
+    now = SystemClock().now()
+    schedule = {
+        "rotate_days": settings.kek_rotate_days,
+        "backup_retention_days": settings.backup_retention_days,
+    }
 
-    async def work(database: Database) -> dict[str, int]:
-        return await live_keys_by_kek(database)
+    async def work(database: Database) -> Any:
+        return await live_keys_by_kek(database), await erasure_horizon(
+            database, material, now=now, **schedule
+        )
 
-    live = run_with_database(settings, work)
+    live, horizon = run_with_database(settings, work)
     click.echo(f"key file: {settings.keyring_file}{' (DEVELOPMENT)' if material.development else ''}")
     for kek in material.keyring.kek_ids():
         info = material.keyring.kek_info(kek)
         retired = f" retired {info.retired_at:%Y-%m-%d}" if info.retired_at else ""
+        due = kek_destruction_date(info, now=now, **schedule)
+        if info.destroyed_at:
+            fate = f"  destroyed {info.destroyed_at:%Y-%m-%d}"
+        else:
+            fate = f"  destroy due {day_after(due)}" if due else "  destroy due never (rotation off)"
         click.echo(
             f"  {kek}  {info.state.value:<12} created {info.created_at:%Y-%m-%d}{retired}  "
-            f"live data keys: {live.get(kek, 0)}"
+            f"live data keys: {live.get(kek, 0)}{fate}"
         )
     unknown = sorted(set(live) - set(material.keyring.kek_ids()))
     for kek in unknown:
         click.echo(f"  {kek}  UNKNOWN to this key file  live data keys: {live[kek]}")
     click.echo(f"checkpoint signing key: {material.signer.key_id}")
+    click.echo(
+        f"shredded subjects: {horizon.subjects:,}; backup erasure complete for {horizon.complete:,} "
+        "(every KEK that wrapped their keys destroyed)"
+    )
+    for day, count in horizon.by_date.items():
+        when = "never: rotation is off (HOTLINE_KEK_ROTATE_DAYS=0)" if day == "never" else f"by {day}"
+        click.echo(f"  {count:,} more: backups cannot revive them {when}")
+    if horizon.by_date:
+        click.echo("  Expire database and key-file backups on the same horizon (see README, Keys).")
     sys.exit(1 if unknown else 0)
 
 
@@ -352,24 +375,27 @@ def keys_status() -> None:
 def keys_rotate(batch_size: int, pause_ms: int) -> None:
     """Add a new active KEK and rewrap every data key under it (safe while serving; resumable)."""
     from app.clock import SystemClock
+    from app.keys.lifecycle import key_file_lock
     from app.keys.rotation import rotate
 
     settings = settings_or_exit()
-    material = _load_keys_or_exit(settings)
+    _load_keys_or_exit(settings)
 
     def progress(done: int, total: int) -> None:
         click.echo(f"\rrewrapped {done:,} / {total:,} data keys", err=True, nl=False)
 
     async def work(database: Database) -> Any:
-        return await rotate(
-            database,
-            material,
-            settings.keyring_file,
-            SystemClock(),
-            actor=_cli_actor(),
-            batch_size=batch_size,
-            progress=progress,
-        )
+        # Under the key-file lock, from the file as it is now (the jobs runner may have rotated).
+        with key_file_lock(settings.keyring_file):
+            return await rotate(
+                database,
+                _load_keys_or_exit(settings),
+                settings.keyring_file,
+                SystemClock(),
+                actor=_cli_actor(),
+                batch_size=batch_size,
+                progress=progress,
+            )
 
     report = run_with_database(settings, work)
     click.echo("", err=True)
@@ -392,23 +418,25 @@ def keys_destroy(retired_before: Any, yes: bool) -> None:
     from datetime import UTC
 
     from app.clock import SystemClock
+    from app.keys.lifecycle import key_file_lock
     from app.keys.rotation import KeyOperationRefused, destroy_retired
 
     if not yes:
         fail("destroying keys is irreversible: add --yes to confirm")
     settings = settings_or_exit()
-    material = _load_keys_or_exit(settings)
+    _load_keys_or_exit(settings)
 
     async def work(database: Database) -> list[str]:
         try:
-            return await destroy_retired(
-                database,
-                material,
-                settings.keyring_file,
-                SystemClock(),
-                before=retired_before.replace(tzinfo=UTC),
-                actor=_cli_actor(),
-            )
+            with key_file_lock(settings.keyring_file):
+                return await destroy_retired(
+                    database,
+                    _load_keys_or_exit(settings),
+                    settings.keyring_file,
+                    SystemClock(),
+                    before=retired_before.replace(tzinfo=UTC),
+                    actor=_cli_actor(),
+                )
         except KeyOperationRefused as exc:
             fail(str(exc))
 
@@ -509,6 +537,11 @@ def audit_verify(as_json: bool, witness: str | None) -> None:
         if witness:
             click.echo(f"Witness: {report.witnessed:,} checkpoints checked")
         click.echo(f"Unanchored tail: {report.unanchored_tail:,} entries after the latest checkpoint")
+        if report.segments:
+            click.echo(
+                f"Archived: seq 1..{report.archived_through:,} in {report.segments:,} signed segments "
+                "(check the files with `hotline audit verify-segment`)"
+            )
         click.echo("Result: OK" if report.ok else f"Result: {len(report.problems)} problems INVALID — exit 1")
     sys.exit(0 if report.ok else 1)
 
@@ -557,6 +590,113 @@ def audit_export_checkpoints(directory: str) -> None:
     written, conflicts = run_with_database(settings, work)
     click.echo(f"hotline: {written} new checkpoint files in {target}")
     sys.exit(1 if conflicts else 0)
+
+
+@audit.command("archive")
+@click.option(
+    "--before",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+    help="Archive entries older than this (UTC); must lie beyond HOTLINE_AUDIT_RETENTION_DAYS.",
+)
+@click.option(
+    "--to",
+    "directory",
+    type=click.Path(file_okay=False),
+    help="Where the signed segment files go (default HOTLINE_AUDIT_ARCHIVE_DIR).",
+)
+@click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(1, 100_000))
+def audit_archive(before: Any, directory: str | None, batch_size: int) -> None:
+    """Export entries older than DATE as signed segments, then prune them (owner only; resumable)."""
+    from datetime import UTC, timedelta
+    from pathlib import Path
+
+    from app.audit.archive import ArchiveRefused, ArchiveReport, archive
+    from app.clock import SystemClock
+    from app.db import migrate
+    from app.db.engine import async_url
+    from app.db.grants import owner_problem
+
+    settings = settings_or_exit()
+    material = _load_keys_or_exit(settings)
+    clock = SystemClock()
+    cutoff = before.replace(tzinfo=UTC)
+    oldest_allowed = clock.now() - timedelta(days=settings.audit_retention_days)
+    if cutoff > oldest_allowed:
+        fail(
+            f"--before {cutoff:%Y-%m-%d} is inside the audit retention (HOTLINE_AUDIT_RETENTION_DAYS="
+            f"{settings.audit_retention_days}): only entries older than {oldest_allowed:%Y-%m-%d} may go"
+        )
+    target = Path(directory or settings.audit_archive_dir)
+
+    def progress(report: ArchiveReport, name: str) -> None:
+        click.echo(
+            f"archived seq ..{report.through_seq:,} of ..{report.target_seq:,} "
+            f"({report.archived:,} entries this run) -> {name}",
+            err=True,
+        )
+
+    async def work(database: Database) -> ArchiveReport:
+        problem = await owner_problem(database, async_url(settings.database_url).database)
+        if problem:
+            fail(f"audit archive is for the owner only: {problem}")
+        if settings.is_sqlite:
+            await migrate.upgrade(database)
+        elif not await migrate.is_at_head(database):
+            fail("the database schema is not at the latest revision: run `hotline db upgrade`")
+        try:
+            return await archive(
+                database,
+                material.signer,
+                clock,
+                before=cutoff,
+                directory=target,
+                actor=_cli_actor(),
+                batch_size=batch_size,
+                progress=progress,
+                verifier=material.checkpoint_verifier(),
+            )
+        except ArchiveRefused as exc:
+            fail(str(exc))
+        except OSError as exc:
+            fail(f"cannot write to {target}: {exc.strerror}")
+
+    report = run_with_database(settings, work)
+    if report.archived:
+        click.echo(
+            f"hotline: archived {report.archived:,} entries into {len(report.segments)} signed segments in "
+            f"{target}; the database now holds entries after seq {report.through_seq:,}"
+        )
+    else:
+        click.echo(f"hotline: nothing to archive (archived through seq {report.through_seq:,})")
+    click.echo(
+        "Keep the segment files (and copies) for as long as the log must be kept; verify-segment checks them."
+    )
+
+
+@audit.command("verify-segment")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def audit_verify_segment(files: tuple[str, ...]) -> None:
+    """Check archived segment FILES on their own (hashes, checkpoints, signature, links between them)."""
+    from pathlib import Path
+
+    from app.audit.archive import verify_segment_files
+
+    settings = settings_or_exit()
+    material = _load_keys_or_exit(settings)
+    reports = verify_segment_files([Path(f) for f in files], material.checkpoint_verifier())
+    for report in reports:
+        span = (
+            f"seq {report.trailer.first_seq}..{report.trailer.last_seq}, signed by {report.trailer.key_id}"
+            if report.trailer
+            else "unreadable"
+        )
+        click.echo(f"{report.path}: {report.entries:,} entries, {report.checkpoints} checkpoints ({span})")
+        for problem in report.problems:
+            click.echo(f"  INVALID: {problem}")
+    bad = sum(1 for r in reports if not r.ok)
+    click.echo("Result: OK" if not bad else f"Result: {bad} of {len(reports)} segments INVALID — exit 1")
+    sys.exit(1 if bad else 0)
 
 
 from app.simulate import simulate  # noqa: E402

@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 import app.audit.jobs
 import app.calls.jobs
 import app.chats.jobs
+import app.keys.jobs
 import app.referrals.jobs
 import app.reports.jobs
 import app.retention.jobs

@@ -135,6 +135,15 @@ class Settings(BaseSettings):
     # Access log: sign a checkpoint after this many entries or this many seconds, whichever first.
     audit_checkpoint_entries: int = Field(default=1000, ge=1, le=1_000_000)
     audit_checkpoint_seconds: float = Field(default=300.0, ge=1, le=86400)
+    # Backup erasure horizon: the jobs runner rotates the active key-encryption key this often
+    # (0 turns scheduled rotation off) and destroys a retired one this long after its retirement,
+    # once every database backup that may hold data keys wrapped under it has expired.
+    # Access-log entries older than this may be archived (`hotline audit archive`) into signed
+    # segment files in this directory and pruned from the database.
+    audit_retention_days: int = Field(default=2190, ge=1, le=36500)
+    audit_archive_dir: str = "./hotline-audit-archive"
+    kek_rotate_days: float = Field(default=90, ge=0, le=3650)
+    backup_retention_days: float = Field(default=35, ge=1, le=3650)
 
     @field_validator("twilio_previous_auth_tokens", "trusted_proxies", mode="before")
     @classmethod

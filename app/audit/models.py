@@ -70,3 +70,30 @@ class AuditVerification(UUIDPrimaryKey, Base):
     requested_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+class AuditSegment(Base):
+    """A run of entries exported to a signed segment file and then pruned (`hotline audit archive`).
+
+    Kept forever (one small row per segment): the remaining chain is anchored by the last
+    segment's `last_hash`, and the DELETE trigger on `audit_entries` refuses any row with a `seq`
+    above the highest `last_seq` here. The signature (checkpoint key) covers the same note as the
+    file's trailer, so a forged row cannot widen what may be deleted without the signing key
+    noticing at verification. Owner-written: the service role may only read it.
+    """
+
+    __tablename__ = "audit_segments"
+    __table_args__ = {"info": {"append_only": True, "owner_writes": True}}
+
+    last_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    first_seq: Mapped[int] = mapped_column(BigInteger)
+    entries: Mapped[int] = mapped_column(BigInteger)
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    last_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    body_sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+    first_ts: Mapped[datetime]
+    last_ts: Mapped[datetime]
+    archived_at: Mapped[datetime]
+    file_name: Mapped[str] = mapped_column(String(128))
+    key_id: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[bytes] = mapped_column(LargeBinary(64))

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from app.audit.chain import GENESIS, canonical_body, checkpoint_note, entry_hash
-from app.audit.models import AuditCheckpoint, AuditEntry
+from app.audit.models import AuditCheckpoint, AuditEntry, AuditSegment
 from app.clock import Clock
 from app.logging import request_id_var
 from crypto.signing import CheckpointSigner
@@ -123,7 +123,15 @@ def _head(session: Session) -> tuple[int, bytes]:
     row = session.execute(
         select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
     ).first()
-    return (0, GENESIS) if row is None else (row.seq, row.entry_hash)
+    if row is None:
+        # Empty: a new chain, or everything archived (`hotline audit archive` keeps the head, but
+        # the chain must never restart at genesis after a segment).
+        row = session.execute(
+            select(AuditSegment.last_seq, AuditSegment.last_hash)
+            .order_by(AuditSegment.last_seq.desc())
+            .limit(1)
+        ).first()
+    return (0, GENESIS) if row is None else (row[0], row[1])
 
 
 @event.listens_for(Session, "before_commit")

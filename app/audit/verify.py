@@ -7,6 +7,12 @@ checkpoint chain (`prev_checkpoint_seq`) has no missing link, and the chain's en
 has exactly the signed head hash — which catches a chain rewritten consistently after the fact.
 Finally the head must not be older than the latest checkpoint (entries cut off the end), nor
 than any checkpoint held by an outside witness (`--witness DIR`, a whole-database rollback).
+
+After `hotline audit archive` the chain starts after the last archived segment: each
+`audit_segments` row must carry a valid signature and follow the previous one (seq and hash),
+and the first remaining entry must continue from the last segment's `last_hash`. Checkpoints
+inside archived segments are checked in the segment files (`hotline audit verify-segment`); here
+only those at a segment's end are compared with its signed last hash.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.audit.archive import segment_note, segments
 from app.audit.chain import GENESIS, canonical_body, checkpoint_note, entry_hash
 from app.audit.models import AuditCheckpoint, AuditEntry
 from crypto.errors import KeyNotFound, SignatureError
@@ -34,7 +41,7 @@ _LINK_WINDOW = 4096  # recent entry hashes kept to recognise reordered rows
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # "entry" | "checkpoint" | "chain" | "witness"
+    kind: str  # "entry" | "checkpoint" | "chain" | "witness" | "segment"
     seq: int | None
     reason: str
 
@@ -52,6 +59,8 @@ class Report:
     checkpoints_valid: int = 0
     witnessed: int = 0
     unanchored_tail: int = 0
+    segments: int = 0
+    archived_through: int = 0
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -68,6 +77,8 @@ class Report:
             "checkpoints_valid": self.checkpoints_valid,
             "witnessed_checkpoints": self.witnessed,
             "unanchored_tail": self.unanchored_tail,
+            "archived_segments": self.segments,
+            "archived_through": self.archived_through,
             "problems": [{"kind": p.kind, "seq": p.seq, "reason": p.reason} for p in self.problems],
         }
 
@@ -144,9 +155,13 @@ async def verify_chain(
     ).scalar()
     report.checkpoints = len(checkpoints)
     stored_at_checkpoint: dict[int, bytes] = {}
+    anchor = _check_segments(report, await segments(connection), verifier)
+    for seq, last_hash in anchor.items():
+        if seq in checkpoints:  # a checkpoint at a segment's end is checked against its signed hash
+            stored_at_checkpoint[seq] = last_hash
 
     expected_seq: int | None = None
-    prev_stored = GENESIS
+    prev_stored = anchor.get(report.archived_through, GENESIS)
     recent: OrderedDict[bytes, int] = OrderedDict()  # entry_hash -> seq, a sliding window
     dangling: dict[bytes, int] = {}  # prev_hash that matched nothing yet -> seq of the row holding it
     last_report = time.monotonic()
@@ -160,8 +175,22 @@ async def verify_chain(
             seq = mapping["seq"]
             if expected_seq is None:
                 report.first_seq = seq
-                if seq != 1:
-                    report.problems.append(Problem("entry", 1, f"entries 1..{seq - 1} missing (deleted)"))
+                start = report.archived_through + 1
+                if seq < start:
+                    report.problems.append(
+                        Problem(
+                            "entry",
+                            seq,
+                            f"entries from here overlap the archived segments (through seq={start - 1})",
+                        )
+                    )
+                elif seq != start:
+                    report.problems.append(
+                        Problem("entry", start, f"entries {start}..{seq - 1} missing (deleted)")
+                    )
+                elif mapping["prev_hash"] != prev_stored:
+                    after = f"archived segment ending at seq={seq - 1}" if seq > 1 else "chain's genesis"
+                    report.problems.append(Problem("entry", seq, f"prev_hash does not continue the {after}"))
             elif seq != expected_seq:
                 missing = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}..{seq - 1}"
                 report.problems.append(Problem("entry", expected_seq, f"entries {missing} missing (deleted)"))
@@ -203,11 +232,41 @@ async def verify_chain(
     if progress:
         progress(report.entries, total_hint)
 
+    if report.entries == 0 and report.archived_through:
+        report.last_seq = report.archived_through  # everything archived so far; nothing to stream
     _check_checkpoints(report, checkpoints, stored_at_checkpoint, verifier)
     if witness_dir is not None:
         _check_witness(report, witness_dir, checkpoints, stored_at_checkpoint, verifier)
     report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
     return report
+
+
+def _check_segments(report: Report, rows: list[Any], verifier: CheckpointVerifier) -> dict[int, bytes]:
+    """Check the archived segments' rows; returns {last_seq: last_hash} of those that hold."""
+    anchors: dict[int, bytes] = {}
+    expected, prev = 1, GENESIS
+    for row in rows:
+        note = segment_note(
+            row.first_seq,
+            row.last_seq,
+            row.entries,
+            row.prev_hash,
+            row.last_hash,
+            row.body_sha256,
+            row.archived_at,
+        )
+        problem = _signature_problem(verifier, row.key_id, note, row.signature)
+        if problem:
+            report.problems.append(Problem("segment", row.last_seq, problem.replace("checkpoint", "segment")))
+        elif row.first_seq != expected or row.prev_hash != prev:
+            report.problems.append(
+                Problem("segment", row.first_seq, f"archived segment does not follow seq={expected - 1}")
+            )
+        report.segments += 1
+        report.archived_through = row.last_seq
+        anchors[row.last_seq] = row.last_hash
+        expected, prev = row.last_seq + 1, row.last_hash
+    return anchors
 
 
 def _check_checkpoints(
@@ -230,6 +289,8 @@ def _check_checkpoints(
                 Problem("checkpoint", previous, f"checkpoint missing (referenced by checkpoint seq={seq})")
             )
         stored = stored_at_checkpoint.get(seq)
+        if stored is None and seq <= report.archived_through:
+            continue  # inside an archived segment: checked in the segment file
         if stored is None:
             if report.last_seq is None or seq > report.last_seq:
                 continue  # reported once below as a head older than the checkpoint
@@ -278,6 +339,14 @@ def _check_witness(
             )
             continue
         ours = checkpoints.get(witnessed.seq)
+        if witnessed.seq <= report.archived_through and witnessed.seq not in stored_at_checkpoint:
+            if ours is None or ours.head_hash != witnessed.head_hash:
+                report.problems.append(
+                    Problem(
+                        "witness", witnessed.seq, "witnessed checkpoint missing or altered in the database"
+                    )
+                )
+            continue  # its entries are archived: the segment file holds them
         if ours is None or ours.head_hash != witnessed.head_hash:
             report.problems.append(
                 Problem("witness", witnessed.seq, "witnessed checkpoint missing or altered in the database")

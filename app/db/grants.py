@@ -1,8 +1,10 @@
 """`hotline db grant ROLE`: the PostgreSQL privileges of the role the service connects as.
 
 Migrations run as the owner and create no roles, so `db upgrade` works on a plain database. The
-service role gets read/write on ordinary tables, and only SELECT/INSERT on tables whose
-`Table.info["append_only"]` is set (the audit log); `alembic_version` is read-only for it.
+service role gets read/write on ordinary tables, only SELECT/INSERT on tables whose
+`Table.info["append_only"]` is set (the audit log), and only SELECT on those marked
+`owner_writes` (archived audit segments, written by `hotline audit archive` as the owner);
+`alembic_version` is read-only for it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ def grant_statements(role: str) -> list[str]:
     for table in metadata.sorted_tables:
         name = f'"{table.name}"'
         statements.append(f"REVOKE ALL ON {name} FROM {quoted}")
-        if table.info.get("append_only"):
+        if table.info.get("owner_writes"):
+            statements.append(f"GRANT SELECT ON {name} TO {quoted}")
+        elif table.info.get("append_only"):
             statements.append(f"GRANT SELECT, INSERT ON {name} TO {quoted}")
         else:
             statements.append(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {name} TO {quoted}")
@@ -79,3 +83,39 @@ async def service_role_problems(database: Database) -> list[str]:
             "(migrations run as the owner)"
         )
     return problems
+
+
+async def owner_problem(database: Database, sqlite_path: str | None = None) -> str | None:
+    """Why this connection is not the data's owner (None when it is).
+
+    PostgreSQL: the connected role must own the audit tables (or be a member of the owning role,
+    or a superuser), as for migrations — never the service role. SQLite: the process must run as
+    the user owning the database file.
+    """
+    if database.dialect != "postgresql":
+        import os
+
+        if not sqlite_path:
+            return "cannot tell who owns the SQLite database file"
+        try:
+            owner = os.stat(sqlite_path).st_uid
+        except OSError:
+            return f"cannot read the SQLite database file {sqlite_path}"
+        if owner != os.geteuid():
+            return f"run this as the user owning {sqlite_path} (uid {owner})"
+        return None
+    async with database.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT r.rolsuper, current_user AS me, t.tableowner AS owner, "
+                    "pg_has_role(t.tableowner, 'MEMBER') AS member "
+                    "FROM pg_roles r, pg_tables t "
+                    "WHERE r.rolname = current_user AND t.tablename = 'audit_entries' "
+                    "AND t.schemaname = current_schema()"
+                )
+            )
+        ).one()
+    if row.rolsuper or row.member:
+        return None
+    return f"the database role {row.me} does not own the audit tables: connect as the owner ({row.owner})"

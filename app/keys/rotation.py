@@ -68,8 +68,14 @@ async def rewrap_all(
     batch_size: int = 200,
     progress: Callable[[int, int], None] | None = None,
     pause_seconds: float = 0.0,
+    max_seconds: float | None = None,
 ) -> tuple[int, int, float]:
-    """Rewrap every live data key not under the active KEK. Returns (count, batches, longest ms)."""
+    """Rewrap every live data key not under the active KEK. Returns (count, batches, longest ms).
+
+    With `max_seconds`, stops after the batch that crosses that budget (a scheduled job that must
+    finish within its lease); what is left is rewrapped by the next run.
+    """
+    budget_end = None if max_seconds is None else time.monotonic() + max_seconds
     active = material.keyring.active_kek_id
     total = sum(count for kek, count in (await live_keys_by_kek(database)).items() if kek != active)
     done = batches = 0
@@ -114,6 +120,8 @@ async def rewrap_all(
         longest = max(longest, (time.perf_counter() - started) * 1000)  # lock held, commit included
         if progress:
             progress(done, max(total, done))
+        if budget_end is not None and time.monotonic() >= budget_end:
+            break
         # Throttle: leave the database to the live service between batches.
         await asyncio.sleep(pause_seconds)
     return done, batches, longest
@@ -148,13 +156,7 @@ async def rotate(
     report.rewrapped, report.batches, report.longest_batch_ms = await rewrap_all(
         database, material, clock, batch_size=batch_size, progress=progress, pause_seconds=pause_seconds
     )
-    remaining = await live_keys_by_kek(database)
-    for kek in material.keyring.kek_ids():
-        if material.keyring.state_of(kek) is KekState.DECRYPT_ONLY and not remaining.get(kek):
-            material.keyring.retire(kek)
-            report.retired.append(kek)
-    if report.retired:
-        save_key_file(path, material)
+    report.retired = await retire_drained(database, material, path)
     async with database.sessionmaker() as session, session.begin():
         audit.record(
             session,
@@ -166,6 +168,19 @@ async def rotate(
             details={"rewrapped": report.rewrapped, "retired": len(report.retired)},
         )
     return report
+
+
+async def retire_drained(database: Database, material: KeyMaterial, path: str) -> list[str]:
+    """Retire every decrypt-only KEK that no live data key uses any more; saves the file if any."""
+    remaining = await live_keys_by_kek(database)
+    retired = []
+    for kek in material.keyring.kek_ids():
+        if material.keyring.state_of(kek) is KekState.DECRYPT_ONLY and not remaining.get(kek):
+            material.keyring.retire(kek)
+            retired.append(kek)
+    if retired:
+        save_key_file(path, material)
+    return retired
 
 
 async def destroy_retired(
