@@ -168,7 +168,13 @@ async def route(session: AsyncSession, clock: Clock, times: RoutingTimes, task: 
     """Offer `task` to the best free volunteer, or leave it queued. Returns the offer made."""
     if task.state != TaskState.queued or task.escalation_step >= 2:
         return None
-    candidates = [c for c in await on_call_now(session, clock) if capacity_of(c, task.channel) > 0]
+    # Only available volunteers can take it (and, first, only those who speak the language).
+    wanted = task.language if task.escalation_step == 0 else None
+    candidates = [
+        c
+        for c in await on_call_now(session, clock, language=wanted, available_only=True)
+        if capacity_of(c, task.channel) > 0
+    ]
     if task.escalation_step == 0:
         candidates = [c for c in candidates if task.language in c.languages]
     excluded = await _excluded(session, task)

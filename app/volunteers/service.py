@@ -714,10 +714,19 @@ def _candidate_rows(at: datetime) -> Any:
     )
 
 
-async def on_call_at(session: AsyncSession, at: datetime, *, language: str | None = None) -> list[OnCall]:
+async def on_call_at(
+    session: AsyncSession, at: datetime, *, language: str | None = None, available_only: bool = False
+) -> list[OnCall]:
     """Active volunteers on call at `at`, with languages and presence, longest idle first among the
-    available. One query; windows resolved in Python (see the module docstring)."""
-    rows = (await session.execute(_candidate_rows(at))).all()
+    available. One query; windows resolved in Python (see the module docstring). Routing asks for
+    `available_only` (and a language): the database then leaves out everyone else, so a decision
+    costs what the free volunteers cost, not the whole roster."""
+    query = _candidate_rows(at)
+    if available_only:
+        query = query.where(available_clause(at))  # an expired "away" counts as available
+    if language is not None:
+        query = query.where(User.languages.contains(language))  # exact match checked below
+    rows = (await session.execute(query)).all()
     grouped: dict[uuid.UUID, list[Any]] = defaultdict(list)
     for row in rows:
         grouped[row.user_id].append(row)
@@ -776,9 +785,11 @@ async def on_call_at(session: AsyncSession, at: datetime, *, language: str | Non
     return found
 
 
-async def on_call_now(session: AsyncSession, clock: Clock, *, language: str | None = None) -> list[OnCall]:
+async def on_call_now(
+    session: AsyncSession, clock: Clock, *, language: str | None = None, available_only: bool = False
+) -> list[OnCall]:
     """Who is on call at the application clock's now (see `on_call_at`)."""
-    return await on_call_at(session, clock.now(), language=language)
+    return await on_call_at(session, clock.now(), language=language, available_only=available_only)
 
 
 # ---------------------------------------------------------------------------------------------
