@@ -46,6 +46,27 @@ CALLS = int(os.environ.get("HOTLINE_TEST_SURGE_CALLS", "0"))
 VOLUNTEERS = int(os.environ.get("HOTLINE_TEST_SURGE_VOLUNTEERS", "20"))
 
 
+def peak_memory(root: int) -> dict[int, str]:
+    """Peak resident set (VmHWM) of a server process and its worker children, from /proc."""
+    pids = [root]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == root:
+            pids.append(int(stat.parent.name))
+    peaks = {}
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        line = next((row for row in status.splitlines() if row.startswith("VmHWM:")), "VmHWM: ?")
+        peaks[pid] = line.split(":", 1)[1].strip()
+    return peaks
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -200,6 +221,7 @@ async def test_two_workers_many_calls_no_double_booking(
                         "calls still running a minute after the last caller:\n"
                         f"{stuck_legs(fake)}\n{pending_work(sim)}"
                     )
+            peaks = peak_memory(server.pid)
         finally:
             server.send_signal(signal.SIGTERM)
             try:
@@ -216,6 +238,7 @@ async def test_two_workers_many_calls_no_double_booking(
             )
         )
         print(f"\nserver log: {dict(logged)}")
+        print(f"peak resident memory (VmHWM) per process: {peaks}")
         # Every call got TwiML and ended; none crashed the simulator.
         assert not fake.events.of("sim.crash")
         assert all(call.final_status == "completed" for call in calls)
