@@ -47,6 +47,7 @@ from app.logging import configure_logging
 from app.metrics import Metrics
 from app.middleware import DeadlineMiddleware, RequestContextMiddleware
 from app.referrals.router import router as organisations_router
+from app.reports.api import router as reports_router
 from app.retention.router import router as retention_router
 from app.rights.router import router as rights_router
 from app.security_headers import SecurityHeadersMiddleware
@@ -70,6 +71,7 @@ API_ROUTERS = (
     chats_router,
     rights_router,
     retention_router,
+    reports_router,
     organisations_router,
 )
 

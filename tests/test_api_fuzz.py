@@ -416,6 +416,27 @@ def regular_plans(world: World) -> dict[str, Plan]:
     async def on_callback(case: Case, index: int) -> None:
         case.path_parameters = {"callback_id": await fresh_callback(app)}
 
+    async def on_report(case: Case, index: int) -> None:
+        from app.cases.models import Case as CaseModel
+        from app.reports.models import Report
+
+        async with app.state.database.sessionmaker() as session, session.begin():
+            row = (await session.scalars(select(CaseModel).where(CaseModel.public_id == world.case))).one()
+            if await session.scalar(select(Report).where(Report.case_id == row.id)) is None:
+                now = app.state.clock.now()
+                session.add(
+                    Report(
+                        public_id=new_public_id("RP"),
+                        case_id=row.id,
+                        channel="voice",
+                        category="abuse_report",
+                        language="es",
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        case.path_parameters = {"case_id": world.case}
+
     async def hold_body(case: Case, index: int) -> None:
         body = body_of(case)
         if index % 2:
@@ -508,6 +529,7 @@ def regular_plans(world: World) -> dict[str, Plan]:
         "GET /api/v1/rights": Plan("supervisor"),
         "POST /api/v1/rights": Plan("admin"),
         "POST /api/v1/rights/{text_id}/review": Plan("admin", on_rights_draft),
+        "POST /api/v1/cases/{case_id}/report/reveal": Plan("volunteer", on_report),
         "GET /api/v1/holds": Plan("supervisor"),
         "POST /api/v1/holds": Plan("supervisor", hold_body),
         "POST /api/v1/holds/{hold_id}/release": Plan("supervisor", on_hold),

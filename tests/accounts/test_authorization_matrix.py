@@ -460,6 +460,29 @@ async def referral_to_text(app: FastAPI, world: World, role: str) -> dict[str, A
     return {"referral_id": referral.public_id}
 
 
+async def report_on_world_case(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    """The world's case made an anonymous report (once), so its reveal has something to show."""
+    from app.cases.models import Case
+    from app.reports.models import Report
+
+    async with app.state.database.sessionmaker() as session, session.begin():
+        case = (await session.scalars(select(Case).where(Case.public_id == world.case))).one()
+        if await session.scalar(select(Report).where(Report.case_id == case.id)) is None:
+            now = app.state.clock.now()
+            session.add(
+                Report(
+                    public_id=new_public_id("RP"),
+                    case_id=case.id,
+                    channel="sms",
+                    category="enforcement_report",
+                    language="es",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    return {"json": {"purpose": "follow_up"}}
+
+
 BAD_TOKEN = {"token": "x" * 43}
 
 MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
@@ -589,6 +612,10 @@ MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
     ("DELETE", "/api/v1/schedule/{user_id}/overrides/{override_id}"): (
         override_of_target,
         expect(401, 403, 403, 204, 204, 204),
+    ),
+    ("POST", "/api/v1/cases/{case_id}/report/reveal"): (
+        report_on_world_case,
+        expect(401, 200, 404, 404, 200, 403),
     ),
     ("GET", "/api/v1/holds"): (nothing, expect(401, 403, 403, 200, 200, 403)),
     ("POST", "/api/v1/holds"): (hold_on_world_case, expect(401, 403, 403, 201, 201, 403)),
