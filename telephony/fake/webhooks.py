@@ -158,6 +158,7 @@ class WebhookSender:
             # The answer must start within the read timeout (connecting is bounded separately
             # by httpx, which reports it as a connect error).
             budget = max(0.001, min(overrides.read_timeout, deadline - loop.time()))
+            sent_at = loop.time()
             reason, response = await self._attempt(method, target, headers, content, budget, overrides)
             status = response.status_code if response is not None else None
             self.events.add(
@@ -170,6 +171,7 @@ class WebhookSender:
                 attempt=attempts,
                 token=token,
                 outcome=reason or "answered",
+                elapsed=round(loop.time() - sent_at, 4),  # how long the app took to answer
             )
             if response is not None and reason is None:
                 return WebhookResult(
