@@ -35,7 +35,7 @@ from app.db.engine import create_database
 from crypto.keyfile import create_key_file
 from telephony.signature import sign
 from tests.support.cli import clean_environment
-from tests.support.pgcluster import ThrowawayCluster, postgres_bin_dir
+from tests.support.pgcluster import ThrowawayCluster, throwaway_cluster_or_skip
 
 REQUESTS = int(os.environ.get("HOTLINE_TEST_CRASH_REQUESTS", "300"))
 TOKEN = "f" * 32
@@ -284,14 +284,7 @@ def test_sigkill_loses_no_acknowledged_webhook(crash_database: str, tmp_path: Pa
 
 @pytest.fixture
 def cluster(backend: str) -> Iterator[ThrowawayCluster]:
-    if backend != "postgresql":
-        pytest.skip("crashes a throwaway PostgreSQL cluster")
-    bin_dir = postgres_bin_dir()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL server binaries are not installed")
-    throwaway = ThrowawayCluster(bin_dir)
-    throwaway.init()
-    throwaway.start()
+    throwaway = throwaway_cluster_or_skip(backend)
     yield throwaway
     throwaway.destroy()
 

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from app.chats.models import ChatMessage
 from app.db.engine import create_database
 from tests.support.cli import clean_environment
-from tests.support.pgcluster import ThrowawayCluster, postgres_bin_dir
+from tests.support.pgcluster import ThrowawayCluster, throwaway_cluster_or_skip
 from tests.support.tcpproxy import LatencyProxy
 from tests.test_crash import Server, requests, send
 
@@ -29,14 +29,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def cluster(backend: str) -> Iterator[ThrowawayCluster]:
-    if backend != "postgresql":
-        pytest.skip("needs a throwaway PostgreSQL cluster")
-    bin_dir = postgres_bin_dir()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL server binaries are not installed")
-    throwaway = ThrowawayCluster(bin_dir)
-    throwaway.init()
-    throwaway.start()
+    throwaway = throwaway_cluster_or_skip(backend)
     yield throwaway
     throwaway.destroy()
 

@@ -5,7 +5,6 @@ matched caller's id, never the number or a hash of it."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -27,22 +26,12 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.publicid import new_public_id
 from app.retention import service
 from app.retention.models import ErasureRequest, LegalHold
+from app.validation import printable
 from telephony.numbers import normalize_e164
 
 router = APIRouter(tags=["retention"])
 Manager = Annotated[Staff, require(Permission.retention_manage)]
 MATCHER = Principal.system("caller-match")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def _printable(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid text (no lone surrogates)") from None
-    return value
 
 
 class HoldIn(BaseModel):
@@ -54,7 +43,7 @@ class HoldIn(BaseModel):
     reason: Annotated[
         str,
         StringConstraints(strip_whitespace=True, min_length=10, max_length=1000),
-        AfterValidator(_printable),
+        AfterValidator(printable),
     ]
 
 

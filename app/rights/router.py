@@ -3,7 +3,6 @@ whether its review is stale); admins add versions and record reviews."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -19,6 +18,7 @@ from app.db.session import DbSession
 from app.errors import NotFound
 from app.rights import service
 from app.rights.models import RightsText, RightsTopic
+from app.validation import one_line, printable
 
 router = APIRouter(prefix="/rights", tags=["rights"])
 Reader = Annotated[Staff, require(Permission.rights_read)]
@@ -30,26 +30,8 @@ LanguageName = Literal["en", "es", "cmn", "yue", "ht", "ru", "bn"]
 HttpsUrl = Annotated[
     str,
     StringConstraints(pattern=r"^https://[^\s\x00-\x1f\x7f]{3,490}$"),
-    AfterValidator(lambda v: _printable(v)),
+    AfterValidator(printable),
 ]
-# Stored in the clear (public text): no control characters (PostgreSQL refuses NUL), bar line breaks.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def _printable(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid text (no lone surrogates)") from None
-    return value
-
-
-def _one_line(value: str) -> str:
-    if "\n" in value or "\r" in value or "\t" in value:
-        raise ValueError("must be one line")
-    return _printable(value)
 
 
 class RightsIn(BaseModel):
@@ -57,10 +39,10 @@ class RightsIn(BaseModel):
     topic: TopicName
     language: LanguageName
     title: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80), AfterValidator(_one_line)
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80), AfterValidator(one_line)
     ]
     body: Annotated[
-        str, StringConstraints(min_length=1, max_length=service.MAX_BODY), AfterValidator(_printable)
+        str, StringConstraints(min_length=1, max_length=service.MAX_BODY), AfterValidator(printable)
     ] = Field(description="Spoken by text-to-speech (≤ 4,000 characters) and texted (split beyond 1,600).")
     audio_url: HttpsUrl | None = Field(
         None, description="A recording of the body; required to play it in a language without a Twilio voice."
@@ -70,7 +52,7 @@ class RightsIn(BaseModel):
 class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     note: (
-        Annotated[str, StringConstraints(strip_whitespace=True, max_length=500), AfterValidator(_printable)]
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=500), AfterValidator(printable)]
         | None
     ) = None
 

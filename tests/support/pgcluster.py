@@ -78,3 +78,18 @@ class ThrowawayCluster:
     def destroy(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def throwaway_cluster_or_skip(backend: str) -> ThrowawayCluster:
+    """A started throwaway cluster for a fault test on the PostgreSQL run (skips elsewhere)."""
+    import pytest
+
+    if backend != "postgresql":
+        pytest.skip("needs a throwaway PostgreSQL cluster")
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server binaries are not installed")
+    cluster = ThrowawayCluster(bin_dir)
+    cluster.init()
+    cluster.start()
+    return cluster
