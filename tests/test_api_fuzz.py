@@ -381,6 +381,7 @@ def regular_plans(world: World) -> dict[str, Plan]:
         "POST /api/v1/rights/{text_id}/review": Plan("admin", on_rights_draft),
         "GET /api/v1/schedule": Plan("supervisor"),
         "GET /api/v1/schedule/on-call": Plan("supervisor"),
+        "GET /api/v1/events": Plan("volunteer"),
         "PUT /api/v1/schedule/{user_id}": Plan("supervisor", on_volunteer),
         "POST /api/v1/schedule/{user_id}/overrides": Plan("supervisor", on_volunteer),
         "DELETE /api/v1/schedule/{user_id}/overrides/{override_id}": Plan("supervisor", on_volunteer),

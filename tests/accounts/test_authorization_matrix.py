@@ -436,6 +436,7 @@ MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
         expect(401, 403, 403, 403, 403, 200),
     ),
     ("GET", "/api/v1/schedule/on-call"): (nothing, expect(401, 403, 403, 200, 200, 403)),
+    ("GET", "/api/v1/events"): (nothing, expect(401, 200, 200, 200, 200, 200)),
     ("PUT", "/api/v1/schedule/{user_id}"): (
         for_schedule_target({"shifts": [{"weekday": "sat", "start": "22:00", "duration_minutes": 480}]}),
         expect(401, 403, 403, 200, 200, 200),
