@@ -34,6 +34,7 @@ from app.chats.api import router as chats_router
 from app.chats.router import signed as messaging_webhooks
 from app.chats.spool import Spool
 from app.clock import Clock, SystemClock
+from app.console.router import router as console_router
 from app.db import migrate
 from app.db.engine import Database, create_database
 from app.db.grants import service_role_problems
@@ -283,7 +284,9 @@ def create_app(
     app.include_router(api)
     install_voice_webhooks(app)
     app.include_router(messaging_webhooks)
+    app.include_router(console_router)
     static = Path(__file__).parent / "static"
+    app.mount("/console/static", StaticFiles(directory=static / "console"), name="console-static")
     app.mount("/static", StaticFiles(directory=static), name="static")
     return app
 

@@ -1,0 +1,361 @@
+"""Console pages (`/console`). They render metadata only, by calling the same route functions the
+JSON API serves (so the same permission and policy checks apply); every action — including every
+reveal of sealed text, which needs a stated purpose and is audited by the broker — is a request
+from the page's script to `/api/v1` with the session's CSRF header. Plaintext therefore never
+appears in server-rendered HTML, URLs or page titles, and the console is no second path to it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import func, select
+
+from app.access.permissions import Permission, permissions_of
+from app.accounts.auth import SESSION_COOKIE, principal_for
+from app.accounts.deps import Auth, Staff
+from app.audit.router import AuditFilter, query_log
+from app.calls.api import list_callbacks, list_offers
+from app.cases.models import Case
+from app.cases.router import get_case, list_cases
+from app.cases.schemas import PublicId
+from app.chats.api import list_messages
+from app.chats.models import Conversation, ConversationState
+from app.console.catalogue import pick_language, translator
+from app.db.session import DbSession
+from app.errors import DomainError
+from app.referrals.models import Organisation
+from app.routing.models import OPEN_TASK_STATES, Offer, OfferState, Task, TaskState
+from app.volunteers.router import get_availability
+from app.volunteers.service import on_call_at
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(default=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+SEALED_FIELDS = (
+    "caller_name",
+    "callback_number",
+    "a_number",
+    "date_of_birth",
+    "country_of_origin",
+    "detention_facility",
+    "next_hearing_date",
+    "next_hearing_court",
+    "code_word",
+)
+PURPOSES = ("intake", "callback", "referral", "follow_up", "safety_check")
+
+
+def render(request: Request, template: str, staff: Staff | None, **context: Any) -> HTMLResponse:
+    language = pick_language(request.headers.get("accept-language"))
+    auth = request.app.state.auth
+    html = TEMPLATES.get_template(template).render(
+        t=translator(language),
+        lang=language,
+        staff=staff,
+        csrf=auth.csrf_for(staff.session.token_hash) if staff else "",
+        is_supervisor=staff is not None and Permission.on_call_read in staff.permissions,
+        is_volunteer=staff is not None and Permission.availability in staff.permissions,
+        can_audit=staff is not None and Permission.audit_read in staff.permissions,
+        **context,
+    )
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
+async def console_staff(request: Request, db: DbSession, auth: Auth) -> Staff | None:
+    """The signed-in staff member, or None (pages then send the browser to the sign-in page)."""
+    resolved = await auth.resolve(db, request.cookies.get(SESSION_COOKIE))
+    if resolved is None:
+        return None
+    user, staff_session = resolved
+    principal = principal_for(user)
+    return Staff(user, staff_session, principal, permissions_of(principal.roles))
+
+
+MaybeStaff = Annotated[Staff | None, Depends(console_staff)]
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+def to_login() -> RedirectResponse:
+    return redirect("/console/login")
+
+
+def not_found(request: Request, staff: Staff | None) -> HTMLResponse:
+    response = render(request, "missing.html", staff)
+    response.status_code = 404
+    return response
+
+
+@router.get("/login")
+async def login_page(request: Request, staff: MaybeStaff) -> Response:
+    if staff is not None:
+        return redirect("/console")
+    return render(request, "login.html", None)
+
+
+@router.get("/enroll")
+async def enrol_page(request: Request) -> Response:
+    # The token is in the URL fragment: the browser never sends it here; the script posts it.
+    return render(request, "enrol.html", None)
+
+
+@router.get("/exit")
+async def exit_page(request: Request) -> Response:
+    """Where quick exit lands: a blank, neutral page (the session has been ended by then)."""
+    return render(request, "exit.html", None)
+
+
+async def home_context(staff: Staff, db: DbSession, auth: Auth) -> dict[str, Any]:
+    context: dict[str, Any] = {}
+    if Permission.availability in staff.permissions:
+        context["availability"] = await get_availability(staff, db, auth)
+        context["offers"] = (await list_offers(staff, db)).offers
+        context["callbacks"] = (await list_callbacks(staff, db)).callbacks
+        context["chats"] = list(
+            (
+                await db.execute(
+                    select(Conversation.public_id, Conversation.channel, Case.public_id)
+                    .join(Case, Case.id == Conversation.case_id)
+                    .where(
+                        Case.assignee_id == staff.user.id,
+                        Conversation.state != ConversationState.closed,
+                    )
+                    .order_by(Conversation.last_activity_at.desc())
+                )
+            ).all()
+        )
+    cases = await list_cases(
+        staff,
+        db,
+        status=None,
+        category=None,
+        urgency=None,
+        language=None,
+        assignee=None,
+        created_after=None,
+        created_before=None,
+        page=1,
+        page_size=50,
+    )
+    context["cases"] = cases.items
+    return context
+
+
+@router.get("")
+async def home(request: Request, staff: MaybeStaff, db: DbSession, auth: Auth) -> Response:
+    if staff is None:
+        return to_login()
+    return render(request, "home.html", staff, **await home_context(staff, db, auth))
+
+
+@router.get("/fragments/offers")
+async def offers_fragment(request: Request, staff: MaybeStaff, db: DbSession) -> Response:
+    """The offers list alone, re-fetched by the page when a live event says it changed."""
+    if staff is None or Permission.availability not in staff.permissions:
+        return Response(status_code=401, headers={"Cache-Control": "no-store"})
+    offers = (await list_offers(staff, db)).offers
+    return render(request, "_offers.html", staff, offers=offers)
+
+
+@router.get("/offers/{offer_id}")
+async def accepted_offer(offer_id: PublicId, request: Request, staff: MaybeStaff, db: DbSession) -> Response:
+    """Where the page goes when its offer was accepted on the phone: that offer's case."""
+    if staff is None:
+        return to_login()
+    case_id = await db.scalar(
+        select(Case.public_id)
+        .join(Task, Task.case_id == Case.id)
+        .join(Offer, Offer.task_id == Task.id)
+        .where(
+            Offer.public_id == offer_id,
+            Offer.volunteer_id == staff.user.id,
+            Offer.state == OfferState.accepted,
+        )
+    )
+    return redirect("/console" if case_id is None else f"/console/cases/{case_id}")
+
+
+@router.get("/cases/{case_id}")
+async def case_page(
+    case_id: PublicId, request: Request, staff: MaybeStaff, db: DbSession, auth: Auth
+) -> Response:
+    if staff is None:
+        return to_login()
+    if Permission.cases_read not in staff.permissions:
+        return not_found(request, staff)
+    try:
+        case = await get_case(case_id, staff, db)
+    except DomainError:
+        return not_found(request, staff)
+    organisations = list(
+        (
+            await db.execute(select(Organisation.public_id, Organisation.name).order_by(Organisation.name))
+        ).all()
+    )
+    case_row = await db.scalar(select(Case).where(Case.public_id == case_id))
+    assert case_row is not None  # get_case found it
+    chats = list(
+        (
+            await db.execute(
+                select(Conversation.public_id, Conversation.state)
+                .where(Conversation.case_id == case_row.id)
+                .order_by(Conversation.created_at.desc())
+            )
+        ).all()
+    )
+    assigned = case_row.assignee_id == staff.user.id
+    return render(
+        request,
+        "case.html",
+        staff,
+        case=case,
+        assigned=assigned,
+        fields=SEALED_FIELDS,
+        purposes=PURPOSES,
+        organisations=organisations,
+        chats=chats,
+    )
+
+
+@router.get("/chats/{conversation_id}")
+async def chat_page(
+    conversation_id: PublicId, request: Request, staff: MaybeStaff, db: DbSession
+) -> Response:
+    if staff is None:
+        return to_login()
+    if Permission.cases_read not in staff.permissions:
+        return not_found(request, staff)
+    try:
+        conversation = await list_messages(conversation_id, staff, db)
+    except DomainError:
+        return not_found(request, staff)
+    return render(request, "chat.html", staff, conversation=conversation, purposes=PURPOSES)
+
+
+async def board_context(db: DbSession, auth: Auth) -> dict[str, Any]:
+    now = auth.clock.now()
+    waiting = list(
+        await db.scalars(
+            select(Task)
+            .where(Task.state.in_([s.value for s in OPEN_TASK_STATES]))
+            .order_by(Task.priority.desc(), Task.enqueued_at)
+        )
+    )
+    start_of_day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    counts = dict(
+        (
+            await db.execute(
+                select(Task.state, func.count())
+                .where(
+                    Task.finished_at >= start_of_day,
+                    Task.drill.is_(False),
+                    Task.state.in_([TaskState.abandoned, TaskState.overflowed, TaskState.completed]),
+                )
+                .group_by(Task.state)
+            )
+        ).all()
+    )
+    answered = await db.scalar(
+        select(func.count()).select_from(Task).where(Task.assigned_at >= start_of_day, Task.drill.is_(False))
+    )
+    return {
+        "now": now,
+        "waiting": [
+            {
+                "id": task.public_id,
+                "channel": task.channel,
+                "language": task.language,
+                "emergency": task.emergency,
+                "state": task.state,
+                "interpreter": task.interpreter_needed,
+                "wait": format_wait(now - task.enqueued_at),
+            }
+            for task in waiting
+        ],
+        "on_call": await on_call_at(db, now),
+        "today": {
+            "answered": answered or 0,
+            "abandoned": counts.get(TaskState.abandoned, 0),
+            "overflowed": counts.get(TaskState.overflowed, 0),
+        },
+    }
+
+
+def format_wait(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+@router.get("/board")
+async def board_page(request: Request, staff: MaybeStaff, db: DbSession, auth: Auth) -> Response:
+    if staff is None:
+        return to_login()
+    if Permission.on_call_read not in staff.permissions:
+        return not_found(request, staff)
+    return render(request, "board.html", staff, **await board_context(db, auth))
+
+
+@router.get("/fragments/board")
+async def board_fragment(request: Request, staff: MaybeStaff, db: DbSession, auth: Auth) -> Response:
+    if staff is None or Permission.on_call_read not in staff.permissions:
+        return Response(status_code=401, headers={"Cache-Control": "no-store"})
+    return render(request, "_board.html", staff, **await board_context(db, auth))
+
+
+@router.get("/audit")
+async def audit_page(
+    request: Request,
+    staff: MaybeStaff,
+    db: DbSession,
+    auth: Auth,
+    actor: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:@+-]{0,64}$")] = None,
+    case: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:@+-]{0,64}$")] = None,
+    action: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:@+-]{0,64}$")] = None,
+    since: Annotated[str | None, Query(max_length=40)] = None,
+    until: Annotated[str | None, Query(max_length=40)] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    if staff is None:
+        return to_login()
+    if Permission.audit_read not in staff.permissions:
+        return not_found(request, staff)
+    criteria = AuditFilter(
+        actor=actor or None,
+        case=case or None,
+        action=action or None,
+        since=parse_time(since),
+        until=parse_time(until),
+    )
+    result = await query_log(staff, db, auth, criteria, page=page, page_size=50)
+    filters = {"actor": actor or "", "case": case or "", "action": action or ""}
+    filters.update(since=since or "", until=until or "")
+    return render(
+        request,
+        "audit.html",
+        staff,
+        result=result,
+        filters=filters,
+        can_verify=Permission.audit_verify in staff.permissions,
+    )
+
+
+def parse_time(raw: str | None) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,0 +1,349 @@
+/* Hotline console: forms to the JSON API (with the session's CSRF header), live updates from
+ * /api/v1/events, quick exit. No dependencies, no inline scripts (the CSP forbids them), and
+ * nothing is written to localStorage, sessionStorage, the URL or the page title. */
+(function () {
+  "use strict";
+
+  var csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  var csrf = csrfMeta ? csrfMeta.getAttribute("content") : "";
+  var strings = (document.getElementById("strings") || { dataset: {} }).dataset;
+  var events = null;
+
+  function api(method, url, body) {
+    var headers = { "Accept": "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (csrf) headers["X-CSRF-Token"] = csrf;
+    return fetch(url, {
+      method: method,
+      headers: headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "same-origin",
+      cache: "no-store",
+    }).then(function (response) {
+      if (response.status === 401 && document.body.dataset.signedIn) {
+        window.location.replace("/console/login");
+      }
+      return response.text().then(function (text) {
+        var data = null;
+        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+        if (!response.ok) {
+          var error = new Error("request failed");
+          error.status = response.status;
+          error.data = data;
+          throw error;
+        }
+        return data;
+      });
+    });
+  }
+
+  function say(form, text, isError) {
+    var box = form.querySelector(".message");
+    if (!box) return;
+    box.textContent = text || "";
+    box.classList.toggle("error", !!isError);
+  }
+
+  function collect(form) {
+    var body = {};
+    Array.prototype.forEach.call(form.elements, function (el) {
+      if (!el.name || el.name === "csrf_token" || el.disabled) return;
+      var value = el.value;
+      if (el.dataset.type === "int") value = parseInt(value, 10);
+      if (el.hasAttribute("data-array")) {
+        (body[el.name] = body[el.name] || []).push(value);
+        return;
+      }
+      if (value === "" || (typeof value === "number" && isNaN(value))) return;
+      body[el.name] = value;
+    });
+    if (form.dataset.wrap) {
+      var wrapped = {};
+      wrapped[form.dataset.wrap] = body;
+      return wrapped;
+    }
+    return body;
+  }
+
+  function tokenFromFragment() {
+    var match = /(?:^|[#&])token=([A-Za-z0-9_-]+)/.exec(window.location.hash);
+    return match ? match[1] : null;
+  }
+
+  function appendNote(list, note) {
+    var item = document.createElement("li");
+    var meta = document.createElement("p");
+    meta.className = "meta";
+    meta.textContent = note.created_at.replace("T", " ").slice(0, 16) + " · " + note.author;
+    var text = document.createElement("p");
+    text.className = "body";
+    text.textContent = note.body === null ? "—" : note.body;
+    item.appendChild(meta);
+    item.appendChild(text);
+    list.appendChild(item);
+  }
+
+  var after = {
+    console: function () { window.location.replace("/console"); },
+    reload: function () { window.location.reload(); },
+    message: function (form) { say(form, form.dataset.done || ""); },
+    "note-added": function (form) {
+      var text = form.querySelector("textarea");
+      var list = document.getElementById("notes");
+      appendNote(list, { created_at: new Date().toISOString(), author: "", body: text.value });
+      text.value = "";
+      say(form, "");
+    },
+    replied: function (form) {
+      var text = form.querySelector("textarea");
+      var list = document.getElementById("messages");
+      if (list) addMessage(list, { direction: "out", created_at: new Date().toISOString(), body: text.value });
+      text.value = "";
+      say(form, form.dataset.done || "");
+    },
+    "reveal-case": function (form, data) {
+      Object.keys(data.values || {}).forEach(function (name) {
+        var input = document.getElementById("f-" + name);
+        if (input) input.value = data.values[name] === null ? "" : data.values[name];
+      });
+      var list = document.getElementById("notes");
+      if (list && data.notes) {
+        list.textContent = "";
+        data.notes.forEach(function (note) { appendNote(list, note); });
+      }
+      say(form, "");
+    },
+    "reveal-chat": function (form, data) {
+      var list = document.getElementById("messages");
+      data.messages.forEach(function (message) { addMessage(list, message); });
+      if (data.messages.length) document.getElementById("reveal-after").value = data.messages[data.messages.length - 1].id;
+      var button = form.querySelector('button[type="submit"]');
+      if (form.dataset.more) button.textContent = form.dataset.more;
+      say(form, "");
+    },
+    "enrol-started": function (form, data) {
+      var holder = document.getElementById("enrol-qr");
+      var svg = new DOMParser().parseFromString(data.qr_svg, "image/svg+xml").documentElement;
+      if (svg && svg.nodeName.toLowerCase() === "svg") {
+        svg.setAttribute("role", "img");
+        svg.setAttribute("aria-label", "QR");
+        holder.textContent = "";
+        holder.appendChild(document.importNode(svg, true));
+      }
+      document.getElementById("enrol-key").textContent = data.totp_secret;
+      form.hidden = true;
+      form.reset();
+      var confirm = document.getElementById("enrol-confirm");
+      confirm.hidden = false;
+      confirm.querySelector("#enrol-code").focus();
+    },
+    enrolled: function (form) {
+      form.hidden = true;
+      document.getElementById("enrol-key").textContent = "";
+      document.getElementById("enrol-qr").textContent = "";
+      document.getElementById("enrol-done").hidden = false;
+    },
+    verify: function (form, data) { pollVerification(form, data); },
+  };
+
+  function addMessage(list, message) {
+    var item = document.createElement("li");
+    item.className = message.direction === "in" ? "in" : "out";
+    var who = document.createElement("p");
+    who.className = "meta";
+    who.textContent = (message.direction === "in" ? strings.chatIn : strings.chatOut) + " · " +
+      String(message.created_at).replace("T", " ").slice(0, 16);
+    var text = document.createElement("p");
+    text.className = "body";
+    text.textContent = message.body === null ? "—" : message.body;
+    item.appendChild(who);
+    item.appendChild(text);
+    list.appendChild(item);
+  }
+
+  function pollVerification(form, run) {
+    var progress = document.getElementById("verify-progress");
+    var result = document.getElementById("verify-result");
+    progress.hidden = false;
+    function show(current) {
+      if (current.entries_total) {
+        progress.max = current.entries_total;
+        progress.value = current.entries_checked;
+      }
+      if (current.state === "done" || current.state === "failed" || current.finished_at) {
+        var ok = current.problems.length === 0 && current.state !== "failed";
+        result.textContent = (ok ? form.dataset.ok : form.dataset.bad) + " — " +
+          current.entries_checked + " " + form.dataset.checked;
+        result.classList.toggle("error", !ok);
+        result.dataset.outcome = ok ? "ok" : "bad";
+        return;
+      }
+      result.textContent = form.dataset.running + " " + current.entries_checked + " " + form.dataset.checked;
+      window.setTimeout(function () {
+        api("GET", "/api/v1/audit/verifications/latest").then(show, function () {
+          say(form, strings.generic, true);
+        });
+      }, 500);
+    }
+    show(run);
+  }
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.dataset || !form.dataset.api) return;
+    event.preventDefault();
+    var button = form.querySelector('button[type="submit"]');
+    if (button) button.disabled = true;
+    say(form, "");
+    api(form.dataset.method || "POST", form.dataset.api, collect(form))
+      .then(function (data) {
+        var next = after[form.dataset.after];
+        if (next) next(form, data || {});
+      })
+      .catch(function (error) {
+        var detail = error.data && error.data.error && error.data.error.message;
+        say(form, form.dataset.error || detail || strings.generic, true);
+      })
+      .then(function () { if (button) button.disabled = false; });
+  });
+
+  document.addEventListener("click", function (event) {
+    var target = event.target.closest ? event.target.closest("button") : null;
+    if (!target) return;
+    if (target.dataset.offerAction) {
+      var id = target.dataset.offer;
+      api("POST", "/api/v1/offers/" + encodeURIComponent(id) + "/" + target.dataset.offerAction)
+        .then(function (data) {
+          if (data && data.case && target.dataset.offerAction === "accept") {
+            window.location.assign("/console/cases/" + encodeURIComponent(data.case));
+          } else {
+            refreshOffers();
+          }
+        }, refreshOffers);
+    } else if (target.dataset.callback) {
+      api("POST", "/api/v1/callbacks/" + encodeURIComponent(target.dataset.callback) + "/claim")
+        .then(function (data) {
+          if (data && data.case) window.location.assign("/console/cases/" + encodeURIComponent(data.case));
+        }, function () { window.location.reload(); });
+    } else if (target.hasAttribute("data-signout")) {
+      signOut("/console/login");
+    }
+  });
+
+  function refreshFragment(url, holderId) {
+    var holder = document.getElementById(holderId);
+    if (!holder) return;
+    fetch(url, { credentials: "same-origin", cache: "no-store" }).then(function (response) {
+      if (response.status === 401) { window.location.replace("/console/login"); return null; }
+      return response.ok ? response.text() : null;
+    }).then(function (html) {
+      if (html === null || html === undefined) return;
+      // Server-rendered by our own templates (autoescaped): metadata only.
+      var parsed = new DOMParser().parseFromString(html, "text/html");
+      holder.replaceChildren.apply(holder, Array.prototype.slice.call(parsed.body.childNodes));
+    });
+  }
+
+  function refreshOffers() { refreshFragment("/console/fragments/offers", "offers"); }
+  function refreshBoard() { refreshFragment("/console/fragments/board", "board"); }
+
+  function status(text) {
+    var box = document.getElementById("live-status");
+    if (box) box.textContent = text;
+  }
+
+  function connect() {
+    var page = document.body.dataset.live;
+    if (!page || !window.EventSource) return;
+    events = new EventSource("/api/v1/events");
+    events.onopen = function () { status(strings.liveOn); };
+    events.onerror = function () { status(strings.liveLost); };
+    events.onmessage = function (message) {
+      var data;
+      try { data = JSON.parse(message.data); } catch (e) { return; }
+      if (data.type === "signed_out") {
+        events.close();
+        window.location.replace("/console/login");
+      } else if (data.type === "offer") {
+        if (data.state === "accepted") {
+          // A call accepted on the phone (pressing 1): open its case.
+          window.location.assign("/console/offers/" + encodeURIComponent(data.id));
+        } else if (page === "home") {
+          refreshOffers();
+        }
+      } else if (data.type === "board" && page === "board") {
+        refreshBoard();
+      } else if (data.type === "chat") {
+        var here = document.querySelector("[data-conversation]");
+        if (here && here.dataset.conversation === data.id) {
+          var count = document.getElementById("message-count");
+          if (count) count.textContent = String(parseInt(count.textContent, 10) + 1);
+        } else if (page === "home") {
+          window.location.reload();
+        }
+      } else if (data.type === "resync") {
+        if (page === "home") refreshOffers();
+        if (page === "board") refreshBoard();
+      }
+    };
+  }
+
+  function wipe() {
+    try { window.localStorage.clear(); } catch (e) { /* not available */ }
+    try { window.sessionStorage.clear(); } catch (e) { /* not available */ }
+    if (events) events.close();
+  }
+
+  function signOut(destination) {
+    wipe();
+    var done = false;
+    function leave() {
+      if (done) return;
+      done = true;
+      window.location.replace(destination);
+    }
+    fetch("/api/v1/auth/logout", {
+      method: "POST",
+      headers: { "X-CSRF-Token": csrf },
+      credentials: "same-origin",
+      keepalive: true,
+    }).then(leave, leave);
+    window.setTimeout(leave, 1500);
+  }
+
+  function quickExit() {
+    // Hide everything at once, then end the session and leave without a history entry.
+    document.body.textContent = "";
+    document.title = "";
+    signOut("/console/exit");
+  }
+
+  var lastEscape = 0;
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    var now = Date.now();
+    if (now - lastEscape < 1000) {
+      quickExit();
+    }
+    lastEscape = now;
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var exit = document.getElementById("quick-exit");
+    if (exit) exit.addEventListener("click", quickExit);
+    var token = tokenFromFragment();
+    var tokenInputs = document.querySelectorAll("input[data-token]");
+    if (tokenInputs.length) {
+      if (token) {
+        Array.prototype.forEach.call(tokenInputs, function (input) { input.value = token; });
+        // The token leaves the address bar (and so the history) as soon as it has been read.
+        window.history.replaceState(null, "", window.location.pathname);
+      } else {
+        document.getElementById("enrol-missing").hidden = false;
+        document.getElementById("enrol-start").hidden = true;
+      }
+    }
+    connect();
+  });
+  window.addEventListener("pagehide", function () { if (events) events.close(); });
+})();
