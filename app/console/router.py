@@ -136,6 +136,9 @@ async def home_context(staff: Staff, db: DbSession, auth: Auth) -> dict[str, Any
                 )
             ).all()
         )
+    if Permission.cases_read not in staff.permissions:
+        context["cases"] = []
+        return context
     cases = await list_cases(
         staff,
         db,
@@ -164,7 +167,7 @@ async def home(request: Request, staff: MaybeStaff, db: DbSession, auth: Auth) -
 async def offers_fragment(request: Request, staff: MaybeStaff, db: DbSession) -> Response:
     """The offers list alone, re-fetched by the page when a live event says it changed."""
     if staff is None or Permission.availability not in staff.permissions:
-        return Response(status_code=401, headers={"Cache-Control": "no-store"})
+        return Response(status_code=401 if staff is None else 403, headers={"Cache-Control": "no-store"})
     offers = (await list_offers(staff, db)).offers
     return render(request, "_offers.html", staff, offers=offers)
 
@@ -310,7 +313,7 @@ async def board_page(request: Request, staff: MaybeStaff, db: DbSession, auth: A
 @router.get("/fragments/board")
 async def board_fragment(request: Request, staff: MaybeStaff, db: DbSession, auth: Auth) -> Response:
     if staff is None or Permission.on_call_read not in staff.permissions:
-        return Response(status_code=401, headers={"Cache-Control": "no-store"})
+        return Response(status_code=401 if staff is None else 403, headers={"Cache-Control": "no-store"})
     return render(request, "_board.html", staff, **await board_context(db, auth))
 
 

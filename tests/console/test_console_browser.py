@@ -328,6 +328,8 @@ async def test_the_console_in_a_browser(
     setup = two_servers
     base = setup.console_url
     checks = Checks(axe_source(tmp_path_factory.mktemp("axe")))
+    if checks.axe is None and os.environ.get("HOTLINE_TEST_REQUIRE_AXE"):
+        pytest.fail("axe-core is required here (HOTLINE_TEST_AXE_JS or npm) but unavailable")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     database = create_database(setup.database_url)
     async with playwright_api.async_playwright() as playwright:
