@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -17,22 +17,25 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import func, select
 
 from app.access.permissions import Permission, permissions_of
+from app.access.router import list_grants
 from app.accounts.auth import SESSION_COOKIE, principal_for
 from app.accounts.deps import Auth, Staff
 from app.audit.router import AuditFilter, query_log
 from app.calls.api import list_callbacks, list_offers
 from app.cases.models import Case
 from app.cases.router import get_case, list_cases
-from app.cases.schemas import PublicId
+from app.cases.schemas import CaseStatusName, PublicId, UrgencyName
 from app.chats.api import list_messages
 from app.chats.models import Conversation, ConversationState
+from app.console import charts
 from app.console.catalogue import pick_language, translator
 from app.db.session import DbSession
 from app.errors import DomainError
+from app.languages import LANGUAGES
 from app.referrals.models import Organisation
 from app.routing.models import OPEN_TASK_STATES, Offer, OfferState, Task, TaskState
-from app.volunteers.router import get_availability
-from app.volunteers.service import on_call_at
+from app.volunteers.router import get_availability, list_schedule
+from app.volunteers.service import WEEKDAYS, on_call_at
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 TEMPLATES = Environment(
@@ -66,6 +69,7 @@ def render(request: Request, template: str, staff: Staff | None, **context: Any)
         is_supervisor=staff is not None and Permission.on_call_read in staff.permissions,
         is_volunteer=staff is not None and Permission.availability in staff.permissions,
         can_audit=staff is not None and Permission.audit_read in staff.permissions,
+        can_schedule=staff is not None and Permission.schedule_manage in staff.permissions,
         **context,
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
@@ -219,14 +223,18 @@ async def case_page(
         ).all()
     )
     assigned = case_row.assignee_id == staff.user.id
+    glass = Permission.break_glass in staff.permissions and not assigned
+    grant_active = glass and await auth.broker.active_break_glass(db, staff.principal, case_row)
     return render(
         request,
         "case.html",
         staff,
         case=case,
         assigned=assigned,
+        can_break_glass=glass,
+        grant_active=grant_active,
         fields=SEALED_FIELDS,
-        purposes=PURPOSES,
+        purposes=("break_glass",) if grant_active else PURPOSES,
         organisations=organisations,
         chats=chats,
     )
@@ -301,13 +309,179 @@ def format_wait(delta: timedelta) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
+@router.get("/cases")
+async def cases_page(
+    request: Request,
+    staff: MaybeStaff,
+    db: DbSession,
+    status: CaseStatusName | None = None,
+    urgency: UrgencyName | None = None,
+    language: Annotated[str | None, Query(pattern=r"^[a-z]{0,3}$")] = None,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> Response:
+    """Supervisors: every case's metadata, filtered (volunteers see their own on the home page)."""
+    if staff is None:
+        return to_login()
+    if Permission.cases_read not in staff.permissions:
+        return not_found(request, staff)
+    result = await list_cases(
+        staff,
+        db,
+        status=status,
+        category=None,
+        urgency=urgency,
+        language=language or None,
+        assignee=None,
+        created_after=None,
+        created_before=None,
+        page=page,
+        page_size=50,
+    )
+    filters = {"status": status or "", "urgency": urgency or "", "language": language or ""}
+    return render(
+        request,
+        "cases.html",
+        staff,
+        result=result,
+        filters=filters,
+        statuses=get_args(CaseStatusName),
+        urgencies=get_args(UrgencyName),
+        languages=sorted(LANGUAGES),
+    )
+
+
+@router.get("/break-glass")
+async def break_glass_page(request: Request, staff: MaybeStaff, db: DbSession) -> Response:
+    """Break-glass grants to review (by a supervisor other than the one who used it), and past ones."""
+    if staff is None:
+        return to_login()
+    if Permission.break_glass_review not in staff.permissions:
+        return not_found(request, staff)
+    grants = await list_grants(staff, db, pending=False)
+    return render(request, "break_glass.html", staff, grants=grants)
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return 0
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 1)
+
+
+async def chart_context(db: DbSession, auth: Auth, t: dict[str, str]) -> dict[str, Any]:
+    """Charts of the last 7 days from task metadata (no sealed field is read), drills left out."""
+    now = auth.clock.now().astimezone(UTC)
+    since = (now - timedelta(days=6)).replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = (
+        await db.execute(
+            select(Task.channel, Task.language, Task.state, Task.enqueued_at, Task.assigned_at).where(
+                Task.enqueued_at >= since, Task.drill.is_(False)
+            )
+        )
+    ).all()
+    hours = [f"{h:02d}" for h in range(24)]
+    by_language: dict[str, list[float]] = {}
+    days = [(since + timedelta(days=d)).date() for d in range(7)]
+    outcomes = {key: [0.0] * 7 for key in ("completed", "abandoned", "overflowed", "open")}
+    waits: dict[str, list[float]] = {"voice": [], "chat": []}
+    today_demand = [0.0] * 24
+    for channel, language, state, enqueued_at, assigned_at in rows:
+        enqueued = enqueued_at.astimezone(UTC)
+        by_language.setdefault(language.upper(), [0.0] * 24)[enqueued.hour] += 1
+        outcome = {"assigned": "completed", "queued": "open", "offered": "open"}.get(state, state)
+        if outcome in outcomes:
+            outcomes[outcome][(enqueued.date() - days[0]).days] += 1
+        if assigned_at is not None:
+            waits.setdefault(channel, []).append((assigned_at - enqueued_at).total_seconds())
+        if enqueued.date() == now.date():
+            today_demand[enqueued.hour] += 1
+    start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    supply = [
+        float(len(await on_call_at(db, start_of_day + timedelta(hours=h, minutes=30)))) for h in range(24)
+    ]
+    wait_labels = [f"{channel} p{p}" for channel in ("voice", "chat") for p in (50, 90, 99)]
+    wait_values = [
+        percentile(waits.get(channel, []), share)
+        for channel in ("voice", "chat")
+        for share in (0.5, 0.9, 0.99)
+    ]
+    return {
+        "charts": [
+            (
+                t["charts.by_language"],
+                charts.stacked_bars(t["charts.by_language"], hours, by_language, every=3),
+            ),
+            (
+                t["charts.by_outcome"],
+                charts.stacked_bars(
+                    t["charts.by_outcome"],
+                    [d.strftime("%m-%d") for d in days],
+                    {t[f"outcome.{key}"]: values for key, values in outcomes.items()},
+                ),
+            ),
+            (
+                t["charts.waits"],
+                charts.stacked_bars(t["charts.waits"], wait_labels, {t["charts.waits"]: wait_values}),
+            ),
+            (
+                t["charts.coverage"],
+                charts.bars_and_line(
+                    t["charts.coverage"],
+                    hours,
+                    today_demand,
+                    supply,
+                    (t["charts.contacts"], t["board.on_call"]),
+                ),
+            ),
+        ],
+        "contacts_7d": len(rows),
+    }
+
+
 @router.get("/board")
 async def board_page(request: Request, staff: MaybeStaff, db: DbSession, auth: Auth) -> Response:
     if staff is None:
         return to_login()
     if Permission.on_call_read not in staff.permissions:
         return not_found(request, staff)
-    return render(request, "board.html", staff, **await board_context(db, auth))
+    t = translator(pick_language(request.headers.get("accept-language")))
+    return render(
+        request, "board.html", staff, **await board_context(db, auth), **await chart_context(db, auth, t)
+    )
+
+
+async def coverage(db: DbSession, auth: Auth) -> tuple[list[str], list[list[int]]]:
+    """How many are on call at the middle of each hour of the next 7 days (UTC)."""
+    start = auth.clock.now().astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    days: list[str] = []
+    counts: list[list[int]] = []
+    for day in range(7):
+        first = start.replace(hour=0) + timedelta(days=day)
+        days.append(first.strftime("%a %m-%d"))
+        counts.append([len(await on_call_at(db, first + timedelta(hours=h, minutes=30))) for h in range(24)])
+    return days, counts
+
+
+@router.get("/schedule")
+async def schedule_page(request: Request, staff: MaybeStaff, db: DbSession, auth: Auth) -> Response:
+    """Weekly shifts per volunteer (their own time zone), and the coverage of the next 7 days."""
+    if staff is None:
+        return to_login()
+    if Permission.schedule_manage not in staff.permissions:
+        return not_found(request, staff)
+    t = translator(pick_language(request.headers.get("accept-language")))
+    schedule = await list_schedule(staff, db, auth, user=None, language=None, overrides_from=None)
+    days, counts = await coverage(db, auth)
+    gaps = sum(1 for row in counts for c in row if c == 0)
+    return render(
+        request,
+        "schedule.html",
+        staff,
+        volunteers=schedule.volunteers,
+        weekdays=WEEKDAYS,
+        coverage=charts.coverage_grid(t["schedule.coverage"], days, counts, t["schedule.gap"]),
+        gaps=gaps,
+    )
 
 
 @router.get("/fragments/board")

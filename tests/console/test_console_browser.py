@@ -25,7 +25,7 @@ import tarfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from app.clock import SystemClock
 from app.db.engine import create_database
 from app.keys.sealed import Sealed
 from app.keys.store import KeyStore, Sealer
-from app.routing.models import Offer
+from app.routing.models import Offer, Task
 from app.volunteers.service import WeeklyShift, replace_shifts
 from crypto.keyfile import create_key_file
 from telephony.fake import CallSimulator, FakeTwilio, NumberConfig, Party
@@ -164,6 +164,17 @@ async def seed(database_url: str, key_path: Path) -> tuple[str, str, str, str]:
         await replace_shifts(
             session, clock, volunteer, [WeeklyShift(d, 0, 1440) for d in range(7)], actor=SETUP
         )
+        # A second volunteer with no shifts yet: the supervisor gives them one in the schedule editor.
+        await create_user(
+            session,
+            sealer,
+            clock,
+            actor=SETUP,
+            email="oscar@example.org",
+            name="Oscar Nightshift",
+            roles="volunteer",
+            languages="en",
+        )
         _supervisor, supervisor_token = await create_user(
             session,
             sealer,
@@ -174,8 +185,34 @@ async def seed(database_url: str, key_path: Path) -> tuple[str, str, str, str]:
             roles="supervisor",
             languages="en,es",
         )
+        await seed_history(session)
     await database.dispose()
     return "volunteer@example.org", volunteer_token, "supervisor@example.org", supervisor_token
+
+
+async def seed_history(session: Any) -> None:
+    """Finished contacts of the last days (metadata only), so the board's charts have something."""
+    now = datetime.now(UTC)
+    outcomes = ("completed", "completed", "completed", "abandoned", "overflowed")
+    for n in range(90):
+        enqueued = now - timedelta(days=n % 6, hours=(n * 7) % 24, minutes=n % 50) - timedelta(minutes=5)
+        state = outcomes[n % len(outcomes)]
+        session.add(
+            Task(
+                public_id=f"TK-HIST-{n:04d}",
+                channel="voice" if n % 3 else "chat",
+                language=("en", "es", "es", "ht", "cmn")[n % 5],
+                emergency=n % 11 == 0,
+                priority=0,
+                state=state,
+                escalation_step=0,
+                interpreter_needed=False,
+                drill=False,
+                enqueued_at=enqueued,
+                assigned_at=enqueued + timedelta(seconds=8 + (n * 13) % 90) if state == "completed" else None,
+                finished_at=enqueued + timedelta(minutes=4),
+            )
+        )
 
 
 def start_server(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -312,6 +349,13 @@ async def sign_in(page: Any, base: str, email: str, secret: str, *, offset: floa
     await page.wait_for_url(f"{base}/console")
 
 
+async def next_code(secret: str, used_step: int) -> str:
+    """A code for a step after `used_step` that the server accepts now (it allows one step ahead)."""
+    # Wait until the used step is the current one (at most 30 s): then the next one is accepted.
+    await asyncio.sleep(max(0.0, used_step * 30 - time.time() + 0.5))
+    return pyotp.TOTP(secret).at(time.time() + 30)
+
+
 async def until(predicate: Any, timeout: float = 10.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -379,6 +423,7 @@ async def test_the_console_in_a_browser(
             )
             assert confirmed.status_code == 200, confirmed.text
         await sign_in(board, base, setup.supervisor_email, supervisor_secret)
+        login_step = int(time.time() // 30) + 1  # the sign-in used the next step's code
         await board.goto(f"{base}/console/board")
         await board.get_by_text("Live updates on.").wait_for()
 
@@ -490,10 +535,42 @@ async def test_the_console_in_a_browser(
             assert await until(reply_arrived, 15), f"reply never reached the fake Twilio: {sim.inbox(TEXTER)}"
             await sim.wait_idle(30)
 
-        # --- the supervisor finds the reveals in the access log and verifies the chain --------
+        # --- the supervisor gives the second volunteer a Saturday night shift ----------------
+        await board.goto(f"{base}/console/schedule")
+        await checks.page(board, "schedule")
+        oscar = board.locator("form.schedule", has_text="Oscar Nightshift")
+        await oscar.get_by_role("button", name="Add a shift").click()
+        await oscar.get_by_label("Day").select_option("sat")
+        await oscar.get_by_label("Starts (local time)").fill("22:00")
+        await oscar.get_by_label("Length (minutes)").fill("480")
+        async with board.expect_navigation():  # saved, then the page reloads
+            await oscar.get_by_role("button", name="Save shifts").click()
+        saved = board.locator("form.schedule", has_text="Oscar Nightshift")
+        assert await saved.locator('input[data-field="start"]').input_value() == "22:00"
+
+        # --- break-glass on the closed case: a reason and a fresh code, then a reveal ---------
+        await board.goto(f"{base}/console/cases/{case_id}")
+        await board.get_by_label("Reason (at least 20 characters)").fill(
+            "Caller's family reports an urgent safety threat; the volunteer is off shift."
+        )
+        await board.get_by_label("Code from your authenticator app").fill(
+            await next_code(supervisor_secret, login_step)
+        )
+        await board.get_by_role("button", name="Break glass").click()
+        await board.get_by_text("Break-glass access is active on this case").wait_for()
+        await board.get_by_role("button", name="Show intake details").click()
+        await board.locator("#v-caller_name", has_text=CALLER_NAME).wait_for()
+        await checks.page(board, "case under break-glass")
+        await board.goto(f"{base}/console/break-glass")
+        assert "Waiting for another supervisor" in await board.locator("#grants").inner_text()
+
+        # --- the supervisor finds both reveals in the access log and verifies the chain ------
         await board.goto(f"{base}/console/audit?case={case_id}")
         entries = await board.locator("#audit-entries").inner_text()
-        assert "case.reveal" in entries and "case.notes_reveal" in entries and "intake" in entries
+        reveals = [line for line in entries.splitlines() if "case.reveal" in line]
+        assert any("intake" in line for line in reveals), entries
+        assert any("break_glass" in line for line in reveals), entries
+        assert "case.notes_reveal" in entries
         await board.get_by_role("button", name="Verify chain").click()
         await board.locator('#verify-result[data-outcome="ok"]').wait_for(timeout=30_000)
         await checks.page(board, "access log")

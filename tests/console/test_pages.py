@@ -139,4 +139,10 @@ async def test_supervisor_board_and_audit_viewer(app: FastAPI) -> None:
     assert "auth.login" in audit_page.text and 'id="verify-form"' in audit_page.text
     bad_filter = await supervisor.http.get("/console/audit", params={"actor": "<script>"})
     assert bad_filter.status_code == 422
+    for path in ("/console/cases?status=open&language=es", "/console/break-glass", "/console/schedule"):
+        page = await supervisor.http.get(path)
+        assert page.status_code == 200, path
+        assert_no_inline_script(page.text)
+        assert_forms_carry_csrf(page.text, supervisor.csrf)
+    assert "<svg" in board.text and 'role="img"' in board.text  # the charts, server-side
     await supervisor.http.aclose()

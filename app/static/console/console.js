@@ -44,7 +44,39 @@
     box.classList.toggle("error", !!isError);
   }
 
+  function collectShifts(form) {
+    var shifts = [];
+    Array.prototype.forEach.call(form.querySelectorAll(".shift-row"), function (row) {
+      var shift = {};
+      Array.prototype.forEach.call(row.querySelectorAll("[data-field]"), function (el) {
+        shift[el.dataset.field] = el.dataset.field === "duration_minutes" ? parseInt(el.value, 10) : el.value;
+      });
+      shifts.push(shift);
+    });
+    return { shifts: shifts };
+  }
+
+  var rowCounter = 0;
+  function addShift(form) {
+    var template = document.getElementById("shift-template");
+    var row = template.content.firstElementChild.cloneNode(true);
+    rowCounter += 1;
+    var suffix = "new-" + rowCounter;
+    Array.prototype.forEach.call(row.querySelectorAll("[data-id]"), function (el) {
+      el.id = el.dataset.id + "-" + suffix;
+    });
+    Array.prototype.forEach.call(row.querySelectorAll("label[data-for]"), function (label) {
+      label.htmlFor = label.dataset.for + "-" + suffix;
+    });
+    var rows = form.querySelector(".shift-rows");
+    var empty = rows.querySelector(".empty");
+    if (empty) empty.remove();
+    rows.appendChild(row);
+    row.querySelector("select").focus();
+  }
+
   function collect(form) {
+    if (form.dataset.shape === "shifts") return collectShifts(form);
     var body = {};
     Array.prototype.forEach.call(form.elements, function (el) {
       if (!el.name || el.name === "csrf_token" || el.disabled) return;
@@ -103,8 +135,11 @@
     },
     "reveal-case": function (form, data) {
       Object.keys(data.values || {}).forEach(function (name) {
+        var value = data.values[name] === null ? "" : data.values[name];
         var input = document.getElementById("f-" + name);
-        if (input) input.value = data.values[name] === null ? "" : data.values[name];
+        if (input) input.value = value;
+        var shown = document.getElementById("v-" + name);
+        if (shown) shown.textContent = value || "—";
       });
       var list = document.getElementById("notes");
       if (list && data.notes) {
@@ -225,6 +260,10 @@
         .then(function (data) {
           if (data && data.case) window.location.assign("/console/cases/" + encodeURIComponent(data.case));
         }, function () { window.location.reload(); });
+    } else if (target.hasAttribute("data-add-shift")) {
+      addShift(target.closest("form"));
+    } else if (target.hasAttribute("data-remove-shift")) {
+      target.closest(".shift-row").remove();
     } else if (target.hasAttribute("data-signout")) {
       signOut("/console/login");
     }
