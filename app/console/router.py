@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from app.access.permissions import Permission, permissions_of
 from app.access.router import list_grants
-from app.accounts.auth import SESSION_COOKIE, principal_for
+from app.accounts.auth import SESSION_COOKIE, holds_contact, principal_for
 from app.accounts.deps import Auth, Staff
 from app.audit.router import AuditFilter, query_log
 from app.calls.api import list_callbacks, list_offers
@@ -70,6 +70,8 @@ def render(request: Request, template: str, staff: Staff | None, **context: Any)
         is_volunteer=staff is not None and Permission.availability in staff.permissions,
         can_audit=staff is not None and Permission.audit_read in staff.permissions,
         can_schedule=staff is not None and Permission.schedule_manage in staff.permissions,
+        idle_seconds=int(request.app.state.settings.session_idle_minutes * 60) if staff else 0,
+        holding=getattr(request.state, "holding_contact", False),
         **context,
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
@@ -77,10 +79,13 @@ def render(request: Request, template: str, staff: Staff | None, **context: Any)
 
 async def console_staff(request: Request, db: DbSession, auth: Auth) -> Staff | None:
     """The signed-in staff member, or None (pages then send the browser to the sign-in page)."""
-    resolved = await auth.resolve(db, request.cookies.get(SESSION_COOKIE))
+    # Fragments are fetched because of live events, not by the person: they do not count as activity.
+    touch = "/fragments/" not in request.url.path
+    resolved = await auth.resolve(db, request.cookies.get(SESSION_COOKIE), touch=touch)
     if resolved is None:
         return None
     user, staff_session = resolved
+    request.state.holding_contact = await holds_contact(db, user.id)
     principal = principal_for(user)
     return Staff(user, staff_session, principal, permissions_of(principal.roles))
 

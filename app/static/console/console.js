@@ -20,6 +20,7 @@
       credentials: "same-origin",
       cache: "no-store",
     }).then(function (response) {
+      if (response.ok) touched();
       if (response.status === 401 && document.body.dataset.signedIn) {
         window.location.replace("/console/login");
       }
@@ -36,6 +37,28 @@
       });
     });
   }
+
+  // Idle warning: a minute before the server's idle limit, unless the volunteer holds a call or
+  // chat (the server does not time them out then). Live updates do not count as activity.
+  var lastActivity = Date.now();
+  function touched() {
+    lastActivity = Date.now();
+    var warning = document.getElementById("idle-warning");
+    if (warning) warning.hidden = true;
+  }
+  function checkIdle() {
+    var limit = parseInt(document.body.dataset.idleSeconds || "0", 10) * 1000;
+    if (!limit || !document.body.dataset.signedIn || document.body.dataset.holding) return;
+    var idle = Date.now() - lastActivity;
+    var warning = document.getElementById("idle-warning");
+    if (idle >= limit) {
+      window.location.replace("/console/login");
+    } else if (warning && idle >= limit - 60000 && warning.hidden) {
+      warning.hidden = false;
+      warning.querySelector("button").focus();
+    }
+  }
+  window.setInterval(checkIdle, 5000);
 
   function say(form, text, isError) {
     var box = form.querySelector(".message");
@@ -264,6 +287,8 @@
       addShift(target.closest("form"));
     } else if (target.hasAttribute("data-remove-shift")) {
       target.closest(".shift-row").remove();
+    } else if (target.hasAttribute("data-stay")) {
+      api("GET", "/api/v1/auth/me");
     } else if (target.hasAttribute("data-signout")) {
       signOut("/console/login");
     }
