@@ -20,6 +20,7 @@ from app.access.permissions import Permission, permissions_of
 from app.access.router import list_grants
 from app.accounts.auth import SESSION_COOKIE, holds_contact, principal_for
 from app.accounts.deps import Auth, Staff
+from app.audit.models import AuditVerification
 from app.audit.router import AuditFilter, query_log
 from app.calls.api import list_callbacks, list_offers
 from app.cases.models import Case
@@ -33,6 +34,7 @@ from app.db.session import DbSession
 from app.errors import DomainError
 from app.languages import LANGUAGES
 from app.referrals.models import Organisation
+from app.rights.router import list_texts
 from app.routing.models import OPEN_TASK_STATES, Offer, OfferState, Task, TaskState
 from app.volunteers.router import get_availability, list_schedule
 from app.volunteers.service import WEEKDAYS, on_call_at
@@ -260,7 +262,7 @@ async def chat_page(
     return render(request, "chat.html", staff, conversation=conversation, purposes=PURPOSES)
 
 
-async def board_context(db: DbSession, auth: Auth) -> dict[str, Any]:
+async def board_context(staff: Staff, db: DbSession, auth: Auth) -> dict[str, Any]:
     now = auth.clock.now()
     waiting = list(
         await db.scalars(
@@ -288,6 +290,7 @@ async def board_context(db: DbSession, auth: Auth) -> dict[str, Any]:
     )
     return {
         "now": now,
+        "alerts": await alerts(staff, db, auth, now, waiting, counts),
         "waiting": [
             {
                 "id": task.public_id,
@@ -307,6 +310,37 @@ async def board_context(db: DbSession, auth: Auth) -> dict[str, Any]:
             "overflowed": counts.get(TaskState.overflowed, 0),
         },
     }
+
+
+OVERFLOW_ALERT_SHARE = 0.2
+OLDEST_WAIT_ALERT = timedelta(minutes=2)
+
+
+async def alerts(
+    staff: Staff, db: DbSession, auth: Auth, now: datetime, waiting: list[Task], counts: dict[Any, Any]
+) -> list[tuple[str, str]]:
+    """(catalogue key, detail) for each condition a supervisor should act on now."""
+    found: list[tuple[str, str]] = []
+    if not await on_call_at(db, now):
+        found.append(("alert.nobody_now", ""))
+    elif not await on_call_at(db, now + timedelta(hours=1)):
+        found.append(("alert.nobody_next_hour", ""))
+    finished = sum(counts.values())
+    overflowed = counts.get(TaskState.overflowed, 0)
+    if finished >= 5 and overflowed / finished > OVERFLOW_ALERT_SHARE:
+        found.append(("alert.overflow", f"{round(100 * overflowed / finished)} %"))
+    if waiting and now - min(t.enqueued_at for t in waiting) > OLDEST_WAIT_ALERT:
+        found.append(("alert.oldest_wait", format_wait(now - min(t.enqueued_at for t in waiting))))
+    latest = await db.scalar(
+        select(AuditVerification).order_by(AuditVerification.requested_at.desc()).limit(1)
+    )
+    if latest is not None and latest.state in ("invalid", "failed"):
+        found.append(("alert.audit", latest.requested_at.strftime("%Y-%m-%d %H:%M")))
+    if Permission.rights_read in staff.permissions:
+        stale = (await list_texts(staff, db, auth, topic=None, language=None, stale=True)).texts
+        if stale:
+            found.append(("alert.rights_stale", str(len(stale))))
+    return found
 
 
 def format_wait(delta: timedelta) -> str:
@@ -451,7 +485,11 @@ async def board_page(request: Request, staff: MaybeStaff, db: DbSession, auth: A
         return not_found(request, staff)
     t = translator(pick_language(request.headers.get("accept-language")))
     return render(
-        request, "board.html", staff, **await board_context(db, auth), **await chart_context(db, auth, t)
+        request,
+        "board.html",
+        staff,
+        **await board_context(staff, db, auth),
+        **await chart_context(db, auth, t),
     )
 
 
@@ -493,7 +531,7 @@ async def schedule_page(request: Request, staff: MaybeStaff, db: DbSession, auth
 async def board_fragment(request: Request, staff: MaybeStaff, db: DbSession, auth: Auth) -> Response:
     if staff is None or Permission.on_call_read not in staff.permissions:
         return Response(status_code=401 if staff is None else 403, headers={"Cache-Control": "no-store"})
-    return render(request, "_board.html", staff, **await board_context(db, auth))
+    return render(request, "_board.html", staff, **await board_context(staff, db, auth))
 
 
 @router.get("/audit")

@@ -131,6 +131,7 @@ async def test_supervisor_board_and_audit_viewer(app: FastAPI) -> None:
     assert board.status_code == 200
     assert_no_inline_script(board.text)
     assert 'data-live="board"' in board.text
+    assert 'data-alert="alert.nobody_now"' in board.text  # nobody is on call in this test
     fragment = await supervisor.http.get("/console/fragments/board")
     assert fragment.status_code == 200 and "<html" not in fragment.text
     audit_page = await supervisor.http.get("/console/audit", params={"action": "auth.login"})
