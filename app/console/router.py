@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from app.access.permissions import Permission, permissions_of
 from app.access.router import list_grants
+from app.accounts.admin_router import list_users
 from app.accounts.auth import SESSION_COOKIE, holds_contact, principal_for
 from app.accounts.deps import Auth, Staff
 from app.audit.models import AuditVerification
@@ -72,6 +73,7 @@ def render(request: Request, template: str, staff: Staff | None, **context: Any)
         is_volunteer=staff is not None and Permission.availability in staff.permissions,
         can_audit=staff is not None and Permission.audit_read in staff.permissions,
         can_schedule=staff is not None and Permission.schedule_manage in staff.permissions,
+        can_users=staff is not None and Permission.users_read in staff.permissions,
         idle_seconds=int(request.app.state.settings.session_idle_minutes * 60) if staff else 0,
         holding=getattr(request.state, "holding_contact", False),
         **context,
@@ -386,6 +388,23 @@ async def cases_page(
         statuses=get_args(CaseStatusName),
         urgencies=get_args(UrgencyName),
         languages=sorted(LANGUAGES),
+    )
+
+
+@router.get("/users")
+async def users_page(request: Request, staff: MaybeStaff, db: DbSession) -> Response:
+    """Staff accounts: supervisors see them (and clear sign-in blocks); admins manage them."""
+    if staff is None:
+        return to_login()
+    if Permission.users_read not in staff.permissions:
+        return not_found(request, staff)
+    return render(
+        request,
+        "users.html",
+        staff,
+        users=await list_users(staff, db),
+        can_manage=Permission.users_manage in staff.permissions,
+        roles=("volunteer", "supervisor", "admin"),
     )
 
 

@@ -147,3 +147,19 @@ async def test_supervisor_board_and_audit_viewer(app: FastAPI) -> None:
         assert_forms_carry_csrf(page.text, supervisor.csrf)
     assert "<svg" in board.text and 'role="img"' in board.text  # the charts, server-side
     await supervisor.http.aclose()
+
+
+async def test_staff_management_page(app: FastAPI) -> None:
+    admin = await sign_in(app, roles="admin")
+    supervisor = await sign_in(app, roles="supervisor")
+    managed = await admin.http.get("/console/users")
+    assert managed.status_code == 200
+    assert_no_inline_script(managed.text)
+    assert_forms_carry_csrf(managed.text, admin.csrf)
+    assert 'id="new-user"' in managed.text and "/reset-mfa" in managed.text and "/disable" in managed.text
+    assert supervisor.user_public_id in managed.text
+    read_only = await supervisor.http.get("/console/users")
+    assert read_only.status_code == 200 and 'id="new-user"' not in read_only.text
+    assert "/disable" not in read_only.text
+    for staff in (admin, supervisor):
+        await staff.http.aclose()

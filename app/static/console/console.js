@@ -103,8 +103,12 @@
     var body = {};
     Array.prototype.forEach.call(form.elements, function (el) {
       if (!el.name || el.name === "csrf_token" || el.disabled) return;
+      if (el.type === "checkbox" && !el.checked) return;
       var value = el.value;
       if (el.dataset.type === "int") value = parseInt(value, 10);
+      if (el.dataset.split !== undefined) {
+        value = value.split(el.dataset.split).map(function (v) { return v.trim(); }).filter(Boolean);
+      }
       if (el.hasAttribute("data-array")) {
         (body[el.name] = body[el.name] || []).push(value);
         return;
@@ -202,6 +206,12 @@
       document.getElementById("enrol-done").hidden = false;
     },
     verify: function (form, data) { pollVerification(form, data); },
+    "show-link": function (form, data) {
+      // The one-time enrolment link, for the admin to pass on through a safe channel.
+      var out = form.querySelector("[data-link]");
+      if (out) out.textContent = data.enrolment_link || "";
+      if (form.id === "new-user") form.reset();
+    },
   };
 
   function addMessage(list, message) {
