@@ -31,6 +31,7 @@ from app.chats.api import list_messages
 from app.chats.models import Conversation, ConversationState
 from app.console import charts
 from app.console.catalogue import pick_language, translator
+from app.contacts.models import Contact
 from app.db.session import DbSession
 from app.errors import DomainError
 from app.languages import LANGUAGES
@@ -232,6 +233,13 @@ async def case_page(
         ).all()
     )
     assigned = case_row.assignee_id == staff.user.id
+    # The contact a possible repeat caller is on now: the code word links it to their earlier case.
+    latest_contact = await db.scalar(
+        select(Contact.public_id)
+        .where(Contact.case_id == case_row.id)
+        .order_by(Contact.started_at.desc())
+        .limit(1)
+    )
     glass = Permission.break_glass in staff.permissions and not assigned
     grant_active = glass and await auth.broker.active_break_glass(db, staff.principal, case_row)
     return render(
@@ -241,6 +249,7 @@ async def case_page(
         case=case,
         assigned=assigned,
         can_break_glass=glass,
+        latest_contact=latest_contact,
         grant_active=grant_active,
         fields=SEALED_FIELDS,
         purposes=("break_glass",) if grant_active else PURPOSES,
@@ -587,6 +596,7 @@ async def audit_page(
         result=result,
         filters=filters,
         can_verify=Permission.audit_verify in staff.permissions,
+        can_export=Permission.audit_export in staff.permissions,
     )
 
 

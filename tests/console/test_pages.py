@@ -138,6 +138,7 @@ async def test_supervisor_board_and_audit_viewer(app: FastAPI) -> None:
     assert audit_page.status_code == 200
     assert_forms_carry_csrf(audit_page.text, supervisor.csrf)
     assert "auth.login" in audit_page.text and 'id="verify-form"' in audit_page.text
+    assert 'id="export-form"' in audit_page.text and 'data-action="auth.login"' in audit_page.text
     bad_filter = await supervisor.http.get("/console/audit", params={"actor": "<script>"})
     assert bad_filter.status_code == 422
     for path in ("/console/cases?status=open&language=es", "/console/break-glass", "/console/schedule"):

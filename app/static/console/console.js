@@ -206,6 +206,38 @@
       document.getElementById("enrol-done").hidden = false;
     },
     verify: function (form, data) { pollVerification(form, data); },
+    "open-case": function (form, data) {
+      if (data.case) window.location.assign("/console/cases/" + encodeURIComponent(data.case));
+    },
+    export: function (form) {
+      // Stepped up: now the CSV of the filtered entries (metadata only), saved as a file.
+      var filters = {};
+      ["actor", "case", "action", "since", "until"].forEach(function (name) {
+        var value = form.dataset[name];
+        if (value) filters[name] = (name === "since" || name === "until") ? value + ":00Z" : value;
+      });
+      fetch("/api/v1/audit/exports", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify(filters),
+        credentials: "same-origin",
+        cache: "no-store",
+      }).then(function (response) {
+        if (!response.ok) throw new Error("export failed");
+        return response.blob();
+      }).then(function (blob) {
+        var url = URL.createObjectURL(blob);
+        var link = document.createElement("a");
+        link.href = url;
+        link.download = "audit-export.csv";
+        document.body.appendChild(link);
+        link.click();
+        link.remove();
+        window.setTimeout(function () { URL.revokeObjectURL(url); }, 1000);
+        form.reset();
+        say(form, "");
+      }).catch(function () { say(form, strings.generic, true); });
+    },
     "show-link": function (form, data) {
       // The one-time enrolment link, for the admin to pass on through a safe channel.
       var out = form.querySelector("[data-link]");
