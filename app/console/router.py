@@ -218,7 +218,14 @@ async def case_page(
         return not_found(request, staff)
     organisations = list(
         (
-            await db.execute(select(Organisation.public_id, Organisation.name).order_by(Organisation.name))
+            await db.execute(
+                select(
+                    Organisation.public_id,
+                    Organisation.name,
+                    Organisation.services,
+                    Organisation.languages,
+                ).order_by(Organisation.name)
+            )
         ).all()
     )
     case_row = await db.scalar(select(Case).where(Case.public_id == case_id))

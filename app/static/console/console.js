@@ -425,6 +425,23 @@
   }
 
   var lastEscape = 0;
+  // Referral search: narrows the organisations list as you type (public directory data only).
+  document.addEventListener("input", function (event) {
+    var input = event.target;
+    if (!input.dataset || !input.dataset.filterSelect) return;
+    var select = document.getElementById(input.dataset.filterSelect);
+    var words = input.value.toLowerCase().split(/\s+/).filter(Boolean);
+    var first = null;
+    Array.prototype.forEach.call(select.options, function (option) {
+      var text = option.textContent.toLowerCase();
+      var match = words.every(function (word) { return text.indexOf(word) !== -1; });
+      option.hidden = !match;
+      option.disabled = !match;
+      if (match && first === null) first = option;
+    });
+    if (first && select.selectedOptions[0] && select.selectedOptions[0].hidden) first.selected = true;
+  });
+
   document.addEventListener("keydown", function (event) {
     if (event.key !== "Escape") return;
     var now = Date.now();
