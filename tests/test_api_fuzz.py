@@ -350,6 +350,8 @@ def regular_plans(world: World) -> dict[str, Plan]:
         "PATCH /api/v1/cases/{case_id}": Plan("supervisor_bg", patch_case),
         "POST /api/v1/cases/{case_id}/reveal": Plan("volunteer", on_case),
         "POST /api/v1/cases/{case_id}/notes": Plan("volunteer", on_case),
+        "PUT /api/v1/cases/{case_id}/draft": Plan("volunteer", on_case),
+        "DELETE /api/v1/cases/{case_id}/draft": Plan("volunteer", on_case),
         "POST /api/v1/cases/{case_id}/referrals": Plan("volunteer", referral),
         "POST /api/v1/cases/{case_id}/break-glass": Plan("supervisor", break_glass),
         "POST /api/v1/cases/{case_id}/link-contact": Plan("volunteer", on_case),

@@ -361,6 +361,11 @@ MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
         expect(401, 200, 404, 404, 200, 403),
     ),
     ("PATCH", "/api/v1/cases/{case_id}"): (body({"urgency": "high"}), expect(401, 200, 404, 200, 200, 403)),
+    ("PUT", "/api/v1/cases/{case_id}/draft"): (
+        body({"fields": {"caller_name": "Ana", "note": "half a thought"}}),
+        expect(401, 200, 404, 404, 200, 403),
+    ),
+    ("DELETE", "/api/v1/cases/{case_id}/draft"): (nothing, expect(401, 204, 404, 404, 204, 403)),
     ("POST", "/api/v1/cases/{case_id}/notes"): (
         body({"body": "called back"}),
         expect(401, 201, 404, 404, 201, 403),

@@ -496,11 +496,19 @@ async def test_the_console_in_a_browser(
             await page.get_by_label("New note").fill("Husband detained this morning; hearing in January.")
             await page.get_by_role("button", name="Add note").click()
             await page.locator("#notes li").first.wait_for()
+            # Typed but not saved: autosaved, sealed, on the server, and restored after a reload.
+            async with page.expect_response(lambda r: r.url.endswith("/draft") and r.request.method == "PUT"):
+                await page.get_by_label("Court of the next hearing").fill("Elizabeth Immigration Court")
             await page.reload()
             await page.get_by_label("Purpose").select_option("intake")
             await page.get_by_role("button", name="Show intake details").click()
             await page.locator("#notes li").first.wait_for()
             assert await page.get_by_label("Caller's name").input_value() == CALLER_NAME
+            await page.get_by_text("Your unsaved draft was restored.").wait_for()
+            court = await page.get_by_label("Court of the next hearing").input_value()
+            assert court == "Elizabeth Immigration Court"
+            await page.get_by_role("button", name="Save intake").click()
+            await page.locator("#intake-form .message").filter(has_text="Saved.").wait_for()
             await checks.page(page, "case")
             await page.screenshot(path=str(SCREENSHOTS / "volunteer-case.png"), full_page=True)
             await page.get_by_label("Organisation").select_option(index=0)

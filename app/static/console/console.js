@@ -152,6 +152,7 @@
       appendNote(list, { created_at: new Date().toISOString(), author: "", body: text.value });
       text.value = "";
       say(form, "");
+      saveDraft();
     },
     replied: function (form) {
       var text = form.querySelector("textarea");
@@ -161,6 +162,7 @@
       say(form, form.dataset.done || "");
     },
     "reveal-case": function (form, data) {
+      var intake = document.getElementById("intake-form");
       Object.keys(data.values || {}).forEach(function (name) {
         var value = data.values[name] === null ? "" : data.values[name];
         var input = document.getElementById("f-" + name);
@@ -174,6 +176,13 @@
         data.notes.forEach(function (note) { appendNote(list, note); });
       }
       say(form, "");
+      if (intake && data.draft) {
+        Object.keys(data.draft).forEach(function (name) {
+          var field = name === "note" ? document.getElementById("note-body") : document.getElementById("f-" + name);
+          if (field) field.value = data.draft[name];
+        });
+        say(intake, intake.dataset.draftRestored);
+      }
     },
     "reveal-chat": function (form, data) {
       var list = document.getElementById("messages");
@@ -292,6 +301,7 @@
     var form = event.target;
     if (!form.dataset || !form.dataset.api) return;
     event.preventDefault();
+    if (form.id === "intake-form" && draftTimer) window.clearTimeout(draftTimer);
     var button = form.querySelector('button[type="submit"]');
     if (button) button.disabled = true;
     say(form, "");
@@ -425,6 +435,38 @@
   }
 
   var lastEscape = 0;
+  // Intake drafts: what is typed into the intake form (and a note not yet added) is autosaved,
+  // sealed on the server, two seconds after typing stops. Never in the browser's storage.
+  var draftTimer = null;
+  function draftFields() {
+    var fields = {};
+    var intake = document.getElementById("intake-form");
+    if (!intake) return null;
+    Array.prototype.forEach.call(intake.querySelectorAll("input[id^='f-']"), function (input) {
+      if (input.value) fields[input.name] = input.value;
+    });
+    var note = document.getElementById("note-body");
+    if (note && note.value) fields.note = note.value;
+    return fields;
+  }
+  function saveDraft() {
+    var intake = document.getElementById("intake-form");
+    var fields = draftFields();
+    if (!intake || fields === null) return;
+    var request = Object.keys(fields).length
+      ? api("PUT", intake.dataset.draft, { fields: fields })
+      : api("DELETE", intake.dataset.draft);
+    request.then(function () {
+      if (Object.keys(fields).length) say(intake, intake.dataset.draftSaved);
+    }, function () { /* the next pause in typing tries again */ });
+  }
+  document.addEventListener("input", function (event) {
+    var target = event.target;
+    if (!target.closest || !(target.closest("#intake-form") || target.id === "note-body")) return;
+    if (draftTimer) window.clearTimeout(draftTimer);
+    draftTimer = window.setTimeout(saveDraft, 2000);
+  });
+
   // Referral search: narrows the organisations list as you type (public directory data only).
   document.addEventListener("input", function (event) {
     var input = event.target;
