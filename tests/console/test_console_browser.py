@@ -496,8 +496,13 @@ async def test_the_console_in_a_browser(
             await page.get_by_label("New note").fill("Husband detained this morning; hearing in January.")
             await page.get_by_role("button", name="Add note").click()
             await page.locator("#notes li").first.wait_for()
+
             # Typed but not saved: autosaved, sealed, on the server, and restored after a reload.
-            async with page.expect_response(lambda r: r.url.endswith("/draft") and r.request.method == "PUT"):
+            def court_saved(response: Any) -> bool:
+                request = response.request
+                return request.method == "PUT" and "Immigration Court" in (request.post_data or "")
+
+            async with page.expect_response(court_saved):
                 await page.get_by_label("Court of the next hearing").fill("Elizabeth Immigration Court")
             await page.reload()
             await page.get_by_label("Purpose").select_option("intake")
@@ -511,7 +516,7 @@ async def test_the_console_in_a_browser(
             await page.locator("#intake-form .message").filter(has_text="Saved.").wait_for()
             await checks.page(page, "case")
             await page.screenshot(path=str(SCREENSHOTS / "volunteer-case.png"), full_page=True)
-            await page.get_by_label("Organisation").select_option(index=0)
+            await page.get_by_label("Organisation", exact=True).select_option(index=0)
             await page.get_by_role("button", name="Refer the case").click()
             await page.locator("#referrals li").first.wait_for()
             await page.get_by_role("button", name="Close the case").click()
