@@ -619,6 +619,7 @@ async def test_the_console_in_a_browser(
     assert checks.problems == [], "\n".join(checks.problems)
     with capsys.disabled():
         print(
-            f"\naccessibility: structural check on every main page; axe-core {AXE_VERSION} on "
+            f"\noffer shown {latency:.2f} s after it was made (limit 2 s); "
+            f"accessibility: structural check on every main page; axe-core {AXE_VERSION} on "
             f"{checks.axe_pages} pages" + ("" if checks.axe else " (axe-core unavailable: npm missing)")
         )
