@@ -164,3 +164,30 @@ async def test_staff_management_page(app: FastAPI) -> None:
     assert "/disable" not in read_only.text
     for staff in (admin, supervisor):
         await staff.http.aclose()
+
+
+async def test_schedule_editor_lists_shifts_and_date_changes(app: FastAPI) -> None:
+    supervisor = await sign_in(app, roles="supervisor")
+    volunteer = await sign_in(app, roles="volunteer")
+    target = volunteer.user_public_id
+    shifts = await supervisor.http.put(
+        f"/api/v1/schedule/{target}",
+        json={"shifts": [{"weekday": "sat", "start": "22:00", "duration_minutes": 480}]},
+        headers=supervisor.headers(),
+    )
+    assert shifts.status_code == 200, shifts.text
+    override = await supervisor.http.post(
+        f"/api/v1/schedule/{target}/overrides",
+        json={"date": "2026-12-24", "kind": "off"},
+        headers=supervisor.headers(),
+    )
+    assert override.status_code == 201, override.text
+    page = await supervisor.http.get("/console/schedule")
+    assert page.status_code == 200
+    assert_no_inline_script(page.text)
+    assert_forms_carry_csrf(page.text, supervisor.csrf)
+    assert f'data-volunteer="{target}"' in page.text and 'value="22:00"' in page.text
+    assert "2026-12-24" in page.text and f"/overrides/{override.json()['id']}" in page.text
+    assert 'class="gap"' in page.text  # the coverage grid marks hours nobody covers
+    for staff in (supervisor, volunteer):
+        await staff.http.aclose()
