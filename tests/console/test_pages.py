@@ -159,6 +159,14 @@ async def test_staff_management_page(app: FastAPI) -> None:
     assert_forms_carry_csrf(managed.text, admin.csrf)
     assert 'id="new-user"' in managed.text and "/reset-mfa" in managed.text and "/disable" in managed.text
     assert supervisor.user_public_id in managed.text
+    assert f'id="tz-{supervisor.user_public_id}"' in managed.text
+    edited = await admin.http.patch(
+        f"/api/v1/users/{supervisor.user_public_id}",
+        json={"roles": ["supervisor"], "languages": ["en", "ht"], "timezone": "America/Chicago"},
+        headers=admin.headers(),
+    )
+    assert edited.status_code == 200, edited.text
+    assert 'value="America/Chicago"' in (await admin.http.get("/console/users")).text
     read_only = await supervisor.http.get("/console/users")
     assert read_only.status_code == 200 and 'id="new-user"' not in read_only.text
     assert "/disable" not in read_only.text
