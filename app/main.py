@@ -6,9 +6,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -35,10 +38,13 @@ from app.chats.api import router as chats_router
 from app.chats.router import signed as messaging_webhooks
 from app.chats.spool import Spool
 from app.clock import Clock, SystemClock
+from app.console.router import router as console_router
 from app.db import migrate
 from app.db.engine import Database, create_database
 from app.db.grants import service_role_problems
 from app.errors import install_error_handlers
+from app.events.hub import LiveHub, listen_postgres
+from app.events.router import router as events_router
 from app.health.router import router as health_router
 from app.jobs.runner import JobRunner
 from app.keys.service import KeyCustodyError, load_or_create_keys
@@ -73,6 +79,7 @@ API_ROUTERS = (
     retention_router,
     reports_router,
     organisations_router,
+    events_router,
 )
 
 
@@ -154,6 +161,34 @@ def key_file_readiness(path: str) -> Callable[[], Awaitable[bool]]:
     return check
 
 
+@contextlib.contextmanager
+def streams_end_on_exit_signal(hub: LiveHub) -> Iterator[None]:
+    """uvicorn waits for open responses before it shuts the app down, and a live-event stream never
+    ends by itself: when uvicorn's own SIGTERM/SIGINT handler is installed, chain it so the streams
+    end first (browsers reconnect to another worker)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    chained = {}
+    for sig, handler in previous.items():
+        if callable(handler) and getattr(handler, "__name__", "") == "handle_exit":
+
+            def on_exit(signum: int, frame: Any, handler: Any = handler) -> None:
+                loop.call_soon_threadsafe(hub.close)
+                handler(signum, frame)
+
+            chained[sig] = on_exit
+            signal.signal(sig, on_exit)
+    try:
+        yield
+    finally:
+        for sig in chained:
+            if signal.getsignal(sig) is chained[sig]:
+                signal.signal(sig, previous[sig])
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -201,11 +236,25 @@ def create_app(
             )
             app.state.job_runner = runner
             runner_task = asyncio.create_task(runner.run_forever(stop), name="jobs-runner")
+        database.hub.closing.clear()
+        listener: asyncio.Task[None] | None = None
+        if not database.is_sqlite:
+            listener = asyncio.create_task(
+                listen_postgres(database.hub, database.listen_conninfo(), stop), name="live-events"
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(database.hub.listening.wait(), timeout=5)
         log.info("service started", extra={"env": settings.env.value, "database": database.dialect})
         try:
-            yield
+            with streams_end_on_exit_signal(database.hub):
+                yield
         finally:
             stop.set()
+            database.hub.close()
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
             if runner_task is not None:
                 try:
                     await asyncio.wait_for(runner_task, timeout=10)
@@ -246,7 +295,9 @@ def create_app(
     app.include_router(api)
     install_voice_webhooks(app)
     app.include_router(messaging_webhooks)
+    app.include_router(console_router)
     static = Path(__file__).parent / "static"
+    app.mount("/console/static", StaticFiles(directory=static / "console"), name="console-static")
     app.mount("/static", StaticFiles(directory=static), name="static")
     return app
 

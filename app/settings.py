@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     session_absolute_hours: float = Field(default=12, ge=1, le=72)
     step_up_minutes: float = Field(default=5, ge=1, le=60)
     break_glass_minutes: float = Field(default=30, ge=5, le=240)
+    # Live console events (`GET /api/v1/events`): keep-alive comment (and session re-check)
+    # interval, and how long one stream lasts before the browser reconnects.
+    events_keepalive_seconds: float = Field(default=15, gt=0, le=120)
+    events_max_seconds: float = Field(default=600, gt=0, le=3600)
     # Sign-in attempts allowed per client address per minute (429 beyond), per process.
     login_ip_budget_per_minute: int = Field(default=30, ge=1, le=10000)
     # Routing: offer lengths (a voice offer rings, then the whisper asks to press 1), the away

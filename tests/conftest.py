@@ -96,6 +96,9 @@ def make_settings(fresh_database_url: str, tmp_path: Path) -> Any:
             "twilio_number": "+15005550006",
             "overflow_number": "+15005550001",
             "jobs_enabled": False,
+            # In-process clients (httpx) read a response whole: live-event streams end quickly.
+            "events_keepalive_seconds": 0.05,
+            "events_max_seconds": 0.2,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -36,6 +36,7 @@ from app.audit.service import Actor
 from app.clock import Clock
 from app.errors import DomainError, InvalidInput, Unauthenticated
 from app.keys.store import KeyStore, Sealer
+from app.routing.models import Task, TaskState
 from app.settings import Settings
 
 SESSION_COOKIE = "__Host-hotline_session"
@@ -352,7 +353,10 @@ class AuthService:
             return None
         now = self.clock.now()
         idle = timedelta(minutes=self.settings.session_idle_minutes)
-        if now >= staff_session.expires_at or now - staff_session.last_seen_at >= idle:
+        if now >= staff_session.expires_at:
+            return None
+        idle_for = now - staff_session.last_seen_at
+        if idle_for >= idle and not await holds_contact(session, staff_session.user_id):
             return None
         user = await session.get(User, staff_session.user_id)
         if user is None or user.status != UserStatus.active:
@@ -476,6 +480,15 @@ class AuthService:
             object_id=user.public_id,
         )
         return user
+
+
+async def holds_contact(session: AsyncSession, user_id: Any) -> bool:
+    """A volunteer on a call or in a chat they accepted is not idle, whatever the browser does
+    (the idle timer is suspended; the absolute lifetime still applies)."""
+    held = await session.scalar(
+        select(Task.id).where(Task.assigned_to_id == user_id, Task.state == TaskState.assigned).limit(1)
+    )
+    return held is not None
 
 
 def principal_for(user: User) -> Principal:

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, UUIDPrimaryKey
@@ -111,6 +111,21 @@ class CaseNote(UUIDPrimaryKey, Base):
     author_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime]
     body: Mapped[Sealed | None] = sealed_column("case_note.body", RetentionClass.case_content)
+
+
+class IntakeDraft(UUIDPrimaryKey, Base):
+    """A volunteer's unsaved intake form, autosaved by the console and sealed under the case's key
+    (JSON of the typed fields): one per case and author, replaced on every save, deleted when the
+    intake is saved. Read back only through the case reveal (audited, with a purpose)."""
+
+    __tablename__ = "intake_drafts"
+    __sealed_subject__ = "case_id"
+    __table_args__ = (UniqueConstraint("case_id", "author_id"),)
+
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"), index=True)
+    author_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    updated_at: Mapped[datetime]
+    fields: Mapped[Sealed] = sealed_column("intake_draft.fields", RetentionClass.case_content)
 
 
 class Referral(UUIDPrimaryKey, Base):

@@ -6,12 +6,13 @@ A case the caller may not see answers exactly like a missing one (404, same body
 from __future__ import annotations
 
 import hmac
+import json
 import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
-from sqlalchemy import func, select
+from fastapi import APIRouter, Query, Response
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.models import BreakGlassGrant
@@ -23,7 +24,7 @@ from app.accounts.models import Role, User, UserStatus
 from app.audit import service as audit
 from app.callers.models import Caller
 from app.cases import service
-from app.cases.models import Case, CaseNote, CaseStatus, Referral, Urgency
+from app.cases.models import Case, CaseNote, CaseStatus, IntakeDraft, Referral, Urgency
 from app.cases.schemas import (
     BreakGlassIn,
     BreakGlassOut,
@@ -33,6 +34,8 @@ from app.cases.schemas import (
     CasePatch,
     CaseStatusName,
     CaseSummary,
+    DraftIn,
+    DraftSaved,
     LinkContactIn,
     LinkContactOut,
     NoteCreated,
@@ -208,7 +211,7 @@ async def reveal(
         raise Erased(erased_message(case.erased_reason))
     broker = auth.broker
     purpose = Purpose(body.purpose)
-    fields = [f for f in dict.fromkeys(body.fields) if f != "notes"]
+    fields = [f for f in dict.fromkeys(body.fields) if f not in ("notes", "draft")]
     want_notes = "notes" in body.fields
     if not fields:
         # Notes only: check access like any content read, then one audited batch.
@@ -225,7 +228,7 @@ async def reveal(
                 action="case.reveal",
                 object_type="case",
                 object_id=case.public_id,
-                fields=["notes"],
+                fields=[f for f in body.fields if f in ("notes", "draft")],
                 purpose=purpose,
             )
     else:
@@ -254,7 +257,25 @@ async def reveal(
             NoteOut(id=n.public_id, author=authors.get(n.author_id, "?"), created_at=n.created_at, body=b)
             for n, b in zip(notes, bodies, strict=True)
         ]
-    return RevealOut(values=revealed_values, erased=erased, notes=notes_out)
+    draft_out = None
+    if "draft" in body.fields:
+        case = await visible_case(db, staff.principal, case_id)
+        draft = await db.scalar(
+            select(IntakeDraft).where(IntakeDraft.case_id == case.id, IntakeDraft.author_id == staff.user.id)
+        )
+        if draft is not None:
+            (text,) = await broker.reveal_rows(
+                db,
+                staff.principal,
+                [draft],
+                "fields",
+                purpose=purpose,
+                action="case.draft_reveal",
+                object_type="case",
+                object_id=case.public_id,
+            )
+            draft_out = json.loads(text) if text else None
+    return RevealOut(values=revealed_values, erased=erased, notes=notes_out, draft=draft_out)
 
 
 @router.patch(
@@ -314,6 +335,10 @@ async def update_case(
         changes = body.fields.model_dump(exclude_unset=True)
         if changes:
             await service.update_fields(db, auth.sealer, clock, case, actor=actor, fields=changes)
+        # The intake is saved: this person's autosaved draft of it is not needed any more.
+        await db.execute(
+            delete(IntakeDraft).where(IntakeDraft.case_id == case.id, IntakeDraft.author_id == staff.user.id)
+        )
     if body.caller_safety is not None and case.caller_id is not None:
         caller = await db.get(Caller, case.caller_id)
         assert caller is not None
@@ -332,6 +357,56 @@ async def update_case(
         )
     await db.flush()
     return await detail(db, case)
+
+
+async def draft_case(db: AsyncSession, staff: Staff, auth: Any, case_id: str) -> Case:
+    """A case whose content the caller may write (assigned, or a supervisor's break-glass)."""
+    case = await visible_case(db, staff.principal, case_id)
+    if not may_read_case_content(
+        staff.principal,
+        case.assignee_id,
+        break_glass=await auth.broker.active_break_glass(db, staff.principal, case),
+    ):
+        raise NotFound()
+    return case
+
+
+@router.put("/{case_id}/draft", response_model=DraftSaved, responses=NOT_FOUND)
+async def save_draft(
+    case_id: PublicId, body: DraftIn, staff: CaseWriter, db: DbSession, auth: Auth
+) -> DraftSaved:
+    """Autosave of the intake form being typed (sealed; one per case and person, replaced each
+    time). Read it back through the reveal (`fields: ["draft"]`); saving the intake removes it."""
+    case = await draft_case(db, staff, auth, case_id)
+    now = auth.clock.now()
+    draft = await db.scalar(
+        select(IntakeDraft).where(IntakeDraft.case_id == case.id, IntakeDraft.author_id == staff.user.id)
+    )
+    if draft is None:
+        draft = IntakeDraft(case_id=case.id, author_id=staff.user.id, updated_at=now)
+        db.add(draft)
+        # Only the first autosave is recorded: every keystroke pause would flood the log.
+        audit.record(
+            db,
+            auth.clock,
+            actor=staff.principal.actor,
+            action="case.draft_started",
+            object_type="case",
+            object_id=case.public_id,
+        )
+    draft.updated_at = now
+    await auth.sealer.seal(db, draft, "fields", json.dumps(body.fields, sort_keys=True))
+    await db.flush()
+    return DraftSaved(saved_at=now)
+
+
+@router.delete("/{case_id}/draft", status_code=204, responses=NOT_FOUND)
+async def discard_draft(case_id: PublicId, staff: CaseWriter, db: DbSession, auth: Auth) -> Response:
+    case = await draft_case(db, staff, auth, case_id)
+    await db.execute(
+        delete(IntakeDraft).where(IntakeDraft.case_id == case.id, IntakeDraft.author_id == staff.user.id)
+    )
+    return Response(status_code=204)
 
 
 @router.post("/{case_id}/notes", response_model=NoteCreated, status_code=201, responses=NOT_FOUND)

@@ -152,7 +152,7 @@ class CaseList(BaseModel):
 
 class RevealIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    fields: list[SealedFieldName | Literal["notes"]] = Field(min_length=1, max_length=10)
+    fields: list[SealedFieldName | Literal["notes", "draft"]] = Field(min_length=1, max_length=11)
     purpose: StaffPurpose
 
 
@@ -167,6 +167,34 @@ class RevealOut(BaseModel):
     values: dict[str, str | None]
     erased: list[str]
     notes: list[NoteOut] | None = None
+    draft: dict[str, str] | None = Field(
+        default=None, description="Your own autosaved, unsaved intake form (when `draft` is asked for)."
+    )
+
+
+DraftKey = Literal[
+    "caller_name",
+    "callback_number",
+    "a_number",
+    "date_of_birth",
+    "country_of_origin",
+    "detention_facility",
+    "next_hearing_date",
+    "next_hearing_court",
+    "code_word",
+    "note",
+]
+
+
+class DraftIn(BaseModel):
+    """What the volunteer has typed so far (unvalidated: it is a draft), sealed as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+    fields: dict[DraftKey, Annotated[str, StringConstraints(max_length=20000)]] = Field(max_length=10)
+
+
+class DraftSaved(BaseModel):
+    saved_at: datetime
 
 
 class SafetyIn(BaseModel):

@@ -37,6 +37,7 @@ from app.clock import Clock
 from app.contacts.models import Channel, Contact
 from app.contacts.service import create_contact, sid_hash
 from app.errors import Conflict
+from app.events import service as live
 from app.jobs.service import enqueue
 from app.publicid import new_public_id
 from app.reports import service as reports
@@ -204,6 +205,8 @@ async def store_inbound(
     conversation.last_inbound_at = max(conversation.last_inbound_at, now)
     conversation.last_activity_at = max(conversation.last_activity_at, now)
     await session.flush()
+    assignee = await session.scalar(select(Case.assignee_id).where(Case.id == conversation.case_id))
+    await live.to_user(session, assignee, "chat", id=conversation.public_id, message=message.public_id)
     return message
 
 

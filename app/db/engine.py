@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from app.events.hub import HUB_KEY, LiveHub
 
 
 class DatabaseConfigError(ValueError):
@@ -76,6 +78,13 @@ class Database:
 
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    # Live console events of this process; its sessions deliver to it after commit (SQLite).
+    hub: LiveHub = field(default_factory=LiveHub)
+
+    def listen_conninfo(self) -> str:
+        """A libpq connection string for the LISTEN connection (PostgreSQL only)."""
+        url = self.engine.url.set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
 
     @property
     def dialect(self) -> str:
@@ -120,4 +129,9 @@ def create_database(raw_url: str, *, sqlite_busy_timeout_ms: int = 5000, pool_si
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         _install_sqlite_hooks(engine, sqlite_busy_timeout_ms, url.database or "")
-    return Database(engine=engine, sessionmaker=async_sessionmaker(engine, expire_on_commit=False))
+    hub = LiveHub()
+    return Database(
+        engine=engine,
+        sessionmaker=async_sessionmaker(engine, expire_on_commit=False, info={HUB_KEY: hub}),
+        hub=hub,
+    )

@@ -29,6 +29,7 @@ from app.audit import service as audit
 from app.audit.service import Actor
 from app.cases.models import Case
 from app.clock import Clock
+from app.events import service as live
 from app.jobs.service import enqueue
 from app.publicid import new_public_id
 from app.routing.models import OPEN_TASK_STATES, Offer, OfferState, Seat, Task, TaskState
@@ -121,6 +122,7 @@ async def create_task(
         object_id=task.public_id,
         details={"channel": channel, "language": language, "emergency": emergency},
     )
+    await live.board_changed(session, task=task.public_id, state=task.state)
     return task
 
 
@@ -244,6 +246,10 @@ async def route(session: AsyncSession, clock: Clock, times: RoutingTimes, task: 
                 "step": task.escalation_step,
             },
         )
+        await live.publish(
+            session, live.user_audience(candidate.public_id), "offer", id=offer.public_id, state=offer.state
+        )
+        await live.board_changed(session, task=task.public_id, state=task.state)
         return offer
     return None
 
@@ -300,6 +306,8 @@ async def accept(session: AsyncSession, clock: Clock, offer: Offer) -> Task | No
         object_id=task.public_id,
         details={"offer": offer.public_id},
     )
+    await live.to_user(session, offer.volunteer_id, "offer", id=offer.public_id, state=OfferState.accepted)
+    await live.board_changed(session, task=task.public_id, state=task.state)
     return task
 
 
@@ -328,6 +336,8 @@ async def _close_offer(session: AsyncSession, clock: Clock, offer: Offer, state:
         object_id=task.public_id,
         details={"offer": offer.public_id},
     )
+    await live.to_user(session, offer.volunteer_id, "offer", id=offer.public_id, state=state.value)
+    await live.board_changed(session, task=task.public_id, state=task.state)
     return task
 
 
@@ -372,12 +382,15 @@ async def finish(
 ) -> None:
     """The contact ended (or was abandoned / overflowed): pending offers withdrawn, seat freed."""
     now = clock.now()
-    await session.execute(
-        update(Offer)
-        .where(Offer.task_id == task.id, Offer.state == OfferState.pending)
-        .values(state=OfferState.withdrawn, answered_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    withdrawn = (
+        await session.execute(
+            update(Offer)
+            .where(Offer.task_id == task.id, Offer.state == OfferState.pending)
+            .values(state=OfferState.withdrawn, answered_at=now)
+            .returning(Offer.public_id, Offer.volunteer_id)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
     await _release_seat(session, task, now)
     task.state = state
     task.finished_at = now
@@ -389,6 +402,9 @@ async def finish(
         object_type="task",
         object_id=task.public_id,
     )
+    for offer_public_id, volunteer_id in withdrawn:
+        await live.to_user(session, volunteer_id, "offer", id=offer_public_id, state=OfferState.withdrawn)
+    await live.board_changed(session, task=task.public_id, state=task.state)
 
 
 async def escalate(
@@ -417,6 +433,7 @@ async def escalate(
         object_id=task.public_id,
         details={"step": step},
     )
+    await live.board_changed(session, task=task.public_id, state=task.state)
     if step >= 2:
         return None  # the voice/chat flow hands it to overflow or voicemail
     return await route(session, clock, times, task) if task.state == TaskState.queued else None
@@ -479,6 +496,7 @@ async def requeue(session: AsyncSession, clock: Clock, times: RoutingTimes, task
         object_type="task",
         object_id=task.public_id,
     )
+    await live.board_changed(session, task=task.public_id, state=task.state)
     return await route(session, clock, times, task)
 
 

@@ -4,7 +4,7 @@ does a route missing from the matrix (add new routes here with their expected st
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -508,6 +508,11 @@ MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
         expect(401, 200, 404, 404, 200, 403),
     ),
     ("PATCH", "/api/v1/cases/{case_id}"): (body({"urgency": "high"}), expect(401, 200, 404, 200, 200, 403)),
+    ("PUT", "/api/v1/cases/{case_id}/draft"): (
+        body({"fields": {"caller_name": "Ana", "note": "half a thought"}}),
+        expect(401, 200, 404, 404, 200, 403),
+    ),
+    ("DELETE", "/api/v1/cases/{case_id}/draft"): (nothing, expect(401, 204, 404, 404, 204, 403)),
     ("POST", "/api/v1/cases/{case_id}/notes"): (
         body({"body": "called back"}),
         expect(401, 201, 404, 404, 201, 403),
@@ -601,6 +606,7 @@ MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
         expect(401, 202, 404, 404, 202, 403),
     ),
     ("GET", "/api/v1/schedule/on-call"): (nothing, expect(401, 403, 403, 200, 200, 403)),
+    ("GET", "/api/v1/events"): (nothing, expect(401, 200, 200, 200, 200, 200)),
     ("PUT", "/api/v1/schedule/{user_id}"): (
         for_schedule_target({"shifts": [{"weekday": "sat", "start": "22:00", "duration_minutes": 480}]}),
         expect(401, 403, 403, 200, 200, 200),
@@ -627,6 +633,26 @@ MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
         erasure_by_someone_else,
         expect(401, 403, 403, 200, 200, 403),
     ),
+    # The console: pages send the signed-out to the sign-in page (303); what a role may not see
+    # is a 404 page, like a missing one; fragments fetched by the page's script answer 401/403.
+    ("GET", "/console/login"): (nothing, expect(200, 303, 303, 303, 303, 303, 200)),
+    ("GET", "/console/enroll"): (nothing, expect(200, 200, 200, 200, 200, 200)),
+    ("GET", "/console/exit"): (nothing, expect(200, 200, 200, 200, 200, 200)),
+    ("GET", "/console"): (nothing, expect(303, 200, 200, 200, 200, 200)),
+    ("GET", "/console/fragments/offers"): (nothing, expect(401, 200, 200, 403, 403, 403)),
+    ("GET", "/console/offers/{offer_id}"): (offer_to_assigned, expect(303, 303, 303, 303, 303, 303)),
+    ("GET", "/console/cases/{case_id}"): (nothing, expect(303, 200, 404, 200, 200, 404)),
+    ("GET", "/console/chats/{conversation_id}"): (
+        conversation_on_world_case,
+        expect(303, 200, 404, 200, 200, 404),
+    ),
+    ("GET", "/console/board"): (nothing, expect(303, 404, 404, 200, 200, 404)),
+    ("GET", "/console/fragments/board"): (nothing, expect(401, 403, 403, 200, 200, 403)),
+    ("GET", "/console/audit"): (nothing, expect(303, 404, 404, 200, 200, 404)),
+    ("GET", "/console/cases"): (nothing, expect(303, 200, 200, 200, 200, 404)),
+    ("GET", "/console/break-glass"): (nothing, expect(303, 404, 404, 200, 200, 404)),
+    ("GET", "/console/schedule"): (nothing, expect(303, 404, 404, 200, 200, 200)),
+    ("GET", "/console/users"): (nothing, expect(303, 404, 404, 200, 200, 200)),
     ("GET", "/openapi.json"): (nothing, expect(200, 200, 200, 200, 200, 200)),
     ("GET", "/docs"): (nothing, expect(200, 200, 200, 200, 200, 200)),
     ("GET", "/docs/oauth2-redirect"): (nothing, expect(200, 200, 200, 200, 200, 200)),
@@ -644,7 +670,19 @@ def app_routes(app: FastAPI) -> set[tuple[str, str]]:
         if getattr(route, "path", None)
         for method in (getattr(route, "methods", None) or set()) - {"HEAD", "OPTIONS"}
     }
+    # The console's pages are left out of the OpenAPI description: find them in the routers.
+    found |= {(m, path) for m, path in walk_routes(app.router.routes) if path.startswith("/console")}
     return found
+
+
+def walk_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from walk_routes(inner.routes, prefix + route.include_context.prefix)
+        elif isinstance(route, APIRoute):
+            for method in route.methods - {"HEAD", "OPTIONS"}:
+                yield method, prefix + route.path
 
 
 def test_every_route_is_in_the_matrix(app: FastAPI) -> None:
