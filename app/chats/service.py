@@ -66,15 +66,20 @@ def _texts() -> dict[str, dict[str, str]]:
     return {code: dict(values) for code, values in _data()["texts"].items()}
 
 
-def rights_keyword_language(keyword: str, settings: Any) -> str | None:
-    """The language a know-your-rights keyword asks in (`RIGHTS`, `DERECHOS`, `DWA`…), or None.
-    `HOTLINE_RIGHTS_KEYWORDS` (JSON, language → words) replaces the shipped list per language."""
-    table: dict[str, list[str]] = dict(_data()["rights_keywords"])
-    table.update(getattr(settings, "rights_keywords", None) or {})
+def keyword_language(kind: str, keyword: str, settings: Any) -> str | None:
+    """The language of an SMS keyword of `kind` ("rights_keywords", "report_keywords"), or None.
+    The setting of the same name (JSON, language → words) replaces the shipped list per language."""
+    table: dict[str, list[str]] = dict(_data()[kind])
+    table.update(getattr(settings, kind, None) or {})
     for language, words in table.items():
         if keyword in {w.strip().upper() for w in words}:
             return language
     return None
+
+
+def rights_keyword_language(keyword: str, settings: Any) -> str | None:
+    """The language a know-your-rights keyword asks in (`RIGHTS`, `DERECHOS`, `DWA`…), or None."""
+    return keyword_language("rights_keywords", keyword, settings)
 
 
 async def rights_reply(

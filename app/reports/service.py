@@ -339,11 +339,9 @@ async def already_received(session: AsyncSession, keys: Any, message_sid: str) -
 # -- unlinking -------------------------------------------------------------------------------------
 
 
-async def _referenced(session: AsyncSession, table: str, row_id: Any, *, ignore: set[str]) -> bool:
-    """Whether any column with a foreign key to `table` (outside `ignore`) still names `row_id`."""
+async def _referenced(session: AsyncSession, table: str, row_id: Any) -> bool:
+    """Whether any column with a foreign key to `table` still names `row_id`."""
     for other in Base.metadata.sorted_tables:
-        if other.name in ignore:
-            continue
         for column in other.columns:
             if any(fk.column.table.name == table for fk in column.foreign_keys):
                 found = await session.scalar(select(func.count()).select_from(other).where(column == row_id))
@@ -384,7 +382,7 @@ async def unlink_conversation(
             await session.delete(contact)
             await session.flush()
             await _shred_subject(session, contact.id, state.clock.now())
-        if case is not None and not await _referenced(session, "cases", case.id, ignore=set()):
+        if case is not None and not await _referenced(session, "cases", case.id):
             await session.delete(case)
             await session.flush()
             await _shred_subject(session, case.id, state.clock.now())
@@ -392,7 +390,7 @@ async def unlink_conversation(
         conversation.report_opened = False
     if caller is None:
         return "none"
-    if await _referenced(session, "callers", caller.id, ignore=set()):
+    if await _referenced(session, "callers", caller.id):
         return "kept"
     await session.delete(caller)
     await session.flush()
@@ -444,16 +442,10 @@ async def take_dialogue(session: AsyncSession, state: Any, conversation: Any, cu
 
 
 def keyword_language(word: str, settings: Any) -> str | None:
-    """The language of a report keyword (`REPORT`, `REPORTAR`, `RAPÒ`…), or None.
-    `HOTLINE_REPORT_KEYWORDS` (JSON, language → words) replaces the shipped list per language."""
-    from app.chats.service import _data
+    """The language of a report keyword (`REPORT`, `REPORTAR`, `RAPÒ`…), or None."""
+    from app.chats.service import keyword_language as sms_keyword_language
 
-    table: dict[str, list[str]] = dict(_data()["report_keywords"])
-    table.update(getattr(settings, "report_keywords", None) or {})
-    for language, words in table.items():
-        if word in {w.strip().upper() for w in words}:
-            return language
-    return None
+    return sms_keyword_language("report_keywords", word, settings)
 
 
 def _reply(state: Any, key: str, language: str | None, **values: str) -> Reply:
