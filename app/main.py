@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -32,6 +33,7 @@ from app.accounts.router import router as accounts_router
 from app.audit import service as audit
 from app.audit.router import router as audit_router
 from app.calls.api import router as telephony_router
+from app.calls.intake import call_intake
 from app.calls.router import install as install_voice_webhooks
 from app.cases.router import router as cases_router
 from app.chats.api import router as chats_router
@@ -196,6 +198,7 @@ def create_app(
     database: Database | None = None,
     keys: KeyMaterial | None = None,
     run_jobs: bool | None = None,
+    freeze_gc: bool = False,
 ) -> FastAPI:
     settings = settings or load_settings()
     clock = clock or SystemClock()
@@ -213,6 +216,7 @@ def create_app(
         sealer = Sealer(keystore, clock, cache_ttl=settings.data_key_cache_seconds)
         app.state.keys = keystore
         app.state.spool = Spool(settings.spool_dir, keystore)
+        app.state.call_intake = call_intake(lambda: app.state.database, sealer)
         app.state.sealer = sealer
         app.state.broker = AccessBroker(sealer, clock)
         app.state.services.update(
@@ -244,12 +248,18 @@ def create_app(
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(database.hub.listening.wait(), timeout=5)
+        # What start-up built (routes, models, compiled prompts) lives as long as the process: keep it
+        # out of the collector's full passes, which otherwise scan it all and stall requests.
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
         log.info("service started", extra={"env": settings.env.value, "database": database.dialect})
         try:
             with streams_end_on_exit_signal(database.hub):
                 yield
         finally:
             stop.set()
+            await app.state.call_intake.close()
             database.hub.close()
             if listener is not None:
                 listener.cancel()
@@ -288,13 +298,14 @@ def create_app(
     app.add_middleware(DeadlineMiddleware, seconds=settings.api_deadline_seconds)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.public_url.startswith("https://"))
     app.add_middleware(RequestContextMiddleware)
+    # Twilio's webhooks first: routes are matched in order, and a surge is all webhooks.
+    install_voice_webhooks(app)
+    app.include_router(messaging_webhooks)
     app.include_router(health_router)
     api = APIRouter(prefix=API_PREFIX)
     for router in API_ROUTERS:
         api.include_router(router)
     app.include_router(api)
-    install_voice_webhooks(app)
-    app.include_router(messaging_webhooks)
     app.include_router(console_router)
     static = Path(__file__).parent / "static"
     app.mount("/console/static", StaticFiles(directory=static / "console"), name="console-static")
@@ -306,4 +317,4 @@ def app_factory() -> FastAPI:
     """Entry point for uvicorn workers (`--factory`): settings from the environment."""
     settings = load_settings()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    return create_app(settings, freeze_gc=True)

@@ -17,19 +17,20 @@ with the routing & voice issue; until then every call is connected to the overfl
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.policy import Principal, Purpose
 from app.calls import callbacks, flow, prompts
+from app.calls.intake import NewCall
 from app.calls.models import Call, WebhookReply, daily_key_subject
 from app.contacts.service import sid_hash
 from app.db.base import new_id
@@ -142,8 +143,8 @@ async def answer(
     database is slow, not gone, and cancelling could land after a commit, leaving state the caller
     was never told about. Only an error inside the work falls back to `fallback` / static overflow.
     """
-    settings: Settings = request.app.state.settings
-    task = asyncio.create_task(
+    return await within_deadline(
+        request,
         _answer(
             request,
             call_sid=call_sid,
@@ -152,8 +153,26 @@ async def answer(
             work=work,
             store=store,
             load_call=load_call,
-        )
+        ),
+        step=step,
+        language=language,
+        fallback=fallback,
+        slow=slow,
     )
+
+
+async def within_deadline(
+    request: Request,
+    work: Coroutine[Any, Any, str],
+    *,
+    step: str,
+    language: str | None = None,
+    fallback: Callable[[], str] | None = None,
+    slow: Callable[[], str] | None = None,
+) -> Response:
+    """`work`'s TwiML if it is ready within the deadline, else static TwiML (see `answer`)."""
+    settings: Settings = request.app.state.settings
+    task = asyncio.create_task(work)
     done, _pending = await asyncio.wait({task}, timeout=DEADLINE_SECONDS)
     if task in done and task.exception() is None:
         return twiml_response(task.result())
@@ -234,9 +253,10 @@ async def incoming(
     settings: Settings = request.app.state.settings
     drill = webhook_context(request).drill
 
-    async def work(session: AsyncSession, call: Call | None) -> str:
-        # One write: the row with the sealed number, inserted unless a replay got here first. The
-        # answer needs no storing: the menu is the same bytes for every call and every replay.
+    async def work() -> str:
+        # One write, group-committed with the other calls arriving now: the row with the sealed
+        # number, inserted unless a replay got there first. The answer needs no storing: the menu
+        # is the same bytes for every call and every replay.
         now = request.app.state.clock.now()
         row = Call(
             id=new_id(),
@@ -246,46 +266,27 @@ async def incoming(
             created_at=now,
             updated_at=now,
         )
-        await request.app.state.sealer.seal(session, row, "from_number", event.from_ or None)
-        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        await session.execute(
-            insert(Call)
-            .values(
-                id=row.id,
-                call_sid_hash=row.call_sid_hash,
-                key_subject=row.key_subject,
-                from_number=row.from_number,
-                drill=drill,
-                emergency=False,
-                state="menu",
-                created_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["call_sid_hash"])
-        )
+        await request.app.state.call_intake.submit(NewCall(row, event.from_ or None))
         return menu(settings, attempt=1)
 
-    return await answer(
-        request,
-        call_sid=event.call_sid,
-        step="incoming",
-        discriminator="",
-        work=work,
-        store=False,
-        load_call=False,
-    )
+    return await within_deadline(request, work(), step="incoming")
 
 
 def menu(settings: Settings, *, attempt: int) -> str:
-    url = settings.public_url
+    return _menu(settings.public_url, attempt)
+
+
+@functools.lru_cache(maxsize=32)
+def _menu(url: str, attempt: int) -> str:
+    # The prompts are static data: the menu is the same bytes for every call with this attempt.
     # The greeting in the two most common languages; the menu then names every language in itself.
     before = (
         [prompts.resolve("greeting", code, public_url=url) for code in ("en", "es")] if attempt == 1 else []
     )
     return twiml.language_menu(
         [*before, *prompts.menu_prompts(MENU_LANGUAGES, public_url=url)],
-        action_url=step_url(settings, "language", attempt),
-        no_input_url=step_url(settings, "language", attempt),
+        action_url=f"{url}/twilio/voice/language?attempt={attempt}",
+        no_input_url=f"{url}/twilio/voice/language?attempt={attempt}",
     )
 
 

@@ -11,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app.events.hub import HUB_KEY, LiveHub
+
+R = TypeVar("R")
 
 
 class DatabaseConfigError(ValueError):
@@ -51,8 +55,10 @@ def sync_url(raw: str) -> URL:
     return url.set(drivername="sqlite" if url.get_backend_name() == "sqlite" else "postgresql+psycopg")
 
 
-def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int, path: str) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _install_sqlite_hooks(engine: AsyncEngine | Engine, busy_timeout_ms: int, path: str) -> None:
+    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
+    @event.listens_for(sync_engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
         # The file holds sealed data and its metadata: owner-only, like the key file.
         with contextlib.suppress(OSError):
@@ -67,7 +73,7 @@ def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int, path: str) 
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(sync_engine, "begin")
     def _begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -80,6 +86,31 @@ class Database:
     sessionmaker: async_sessionmaker[AsyncSession]
     # Live console events of this process; its sessions deliver to it after commit (SQLite).
     hub: LiveHub = field(default_factory=LiveHub)
+    sqlite_busy_timeout_ms: int = 5000
+    _writer: tuple[Engine, ThreadPoolExecutor] | None = None
+
+    async def run_in_writer(self, work: Callable[[Connection], R]) -> R:
+        """Run `work` in one transaction on this process's writer thread, committed on return.
+
+        One thread hop for the whole transaction, where the async driver pays one per statement
+        (aiosqlite runs every call on its own thread): for group commits (`app.db.batch`). The
+        writer is one synchronous connection with the same settings and hooks as the engine."""
+        if self._writer is None:
+            url = self.engine.url.set(drivername="sqlite" if self.is_sqlite else "postgresql+psycopg")
+            kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 1, "max_overflow": 0}
+            if not self.is_sqlite:
+                kwargs["connect_args"] = {"connect_timeout": 3}
+            engine = create_engine(url, **kwargs)
+            if self.is_sqlite:
+                _install_sqlite_hooks(engine, self.sqlite_busy_timeout_ms, url.database or "")
+            self._writer = (engine, ThreadPoolExecutor(1, thread_name_prefix="db-writer"))
+        engine, thread = self._writer
+
+        def transaction() -> R:
+            with engine.begin() as connection:
+                return work(connection)
+
+        return await asyncio.get_running_loop().run_in_executor(thread, transaction)
 
     def listen_conninfo(self) -> str:
         """A libpq connection string for the LISTEN connection (PostgreSQL only)."""
@@ -115,6 +146,11 @@ class Database:
                     raise DatabaseConfigError(f"SQLite refused PRAGMA {pragma} (got {value!r})")
 
     async def dispose(self) -> None:
+        if self._writer is not None:
+            engine, thread = self._writer
+            self._writer = None
+            await asyncio.get_running_loop().run_in_executor(thread, engine.dispose)
+            thread.shutdown(wait=False)
         await self.engine.dispose()
 
 
@@ -131,6 +167,7 @@ def create_database(raw_url: str, *, sqlite_busy_timeout_ms: int = 5000, pool_si
         _install_sqlite_hooks(engine, sqlite_busy_timeout_ms, url.database or "")
     hub = LiveHub()
     return Database(
+        sqlite_busy_timeout_ms=sqlite_busy_timeout_ms,
         engine=engine,
         sessionmaker=async_sessionmaker(engine, expire_on_commit=False, info={HUB_KEY: hub}),
         hub=hub,
