@@ -158,9 +158,12 @@ def create_database(raw_url: str, *, sqlite_busy_timeout_ms: int = 5000, pool_si
     url = async_url(raw_url)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.get_backend_name() == "postgresql":
-        # A database that is gone must fail fast (the API answers 503), not hang on a connect.
+        # A database that is gone must fail fast (the API answers 503), not hang on a connect. A pool
+        # that is merely busy is waited for: whoever is in a hurry has its own deadline (API requests,
+        # voice webhooks), and work left to finish after its answer (a surge's enqueue steps) must
+        # not be thrown away after a few seconds' queueing — the caller was told they are queued.
         kwargs.update(
-            pool_size=pool_size, max_overflow=pool_size, pool_timeout=5, connect_args={"connect_timeout": 3}
+            pool_size=pool_size, max_overflow=pool_size, pool_timeout=30, connect_args={"connect_timeout": 3}
         )
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
