@@ -224,6 +224,8 @@ async def release_volunteer(ctx: JobContext, payload: dict[str, Any]) -> None:
         object_type="offer",
         object_id=offer.public_id,
     )
+    if leg_sid is None:  # shredded with its task: nothing left to address
+        return
     with contextlib.suppress(NotFoundAtTwilio, CallNotInProgress):
         await client.hang_up_call(leg_sid)
 

@@ -109,6 +109,11 @@ def seal_target(row: Any, attribute: str) -> SealTarget:
     return SealTarget(column_type.field_id, column_type.retention_class, row.id, subject)
 
 
+# Data keys a session created (session.info): never remembered for sealing, because a rollback
+# would leave them unrecorded, and a value sealed under them later would be unreadable for good.
+_CREATED_KEYS = "hotline.created_data_keys"
+
+
 class Sealer:
     def __init__(
         self, keys: KeyStore, clock: Clock, *, cache_ttl: float = 300.0, cache_size: int = 1024
@@ -147,6 +152,9 @@ class Sealer:
             record = await self._record(session, subject_id, retention_class)
             assert record is not None
             if record.id == key.id:
+                # Created in this session's transaction, which may yet roll back: not for sealing
+                # from memory until another transaction has found it committed.
+                session.info.setdefault(_CREATED_KEYS, set()).add(key.id)
                 self._remember(key)
                 return key
         if record.wrapped is None:
@@ -223,7 +231,7 @@ class Sealer:
         if remembered is not None and remembered[1] > now:
             return remembered[0]
         key = await self.data_key(session, subject_id, retention_class)
-        if self.seal_ttl > 0:
+        if self.seal_ttl > 0 and key.id not in session.info.get(_CREATED_KEYS, ()):
             if len(self._sealing) > 4096:
                 self._sealing.clear()
             self._sealing[slot] = (key, now + self.seal_ttl)

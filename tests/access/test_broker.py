@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.encoders import jsonable_encoder
-from sqlalchemy import event, select, text, update
+from sqlalchemy import delete, event, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -290,3 +290,29 @@ async def test_ciphertext_moved_to_another_row_column_or_case_fails(services: Se
         other.caller_name = case.caller_name  # another row and subject
         with pytest.raises(DecryptionError):
             await services.broker.reveal_case(session, volunteer, other, ["caller_name"], Purpose.intake)
+
+
+async def test_a_key_whose_creation_rolled_back_is_never_sealed_with(services: Services) -> None:
+    """A data key created in a transaction that rolls back was never recorded: sealing with it
+    from memory afterwards would make the value unreadable for good (found by the 200-call surge:
+    a volunteer's leg SID sealed under such a key could not be hung up)."""
+    volunteer, *_, public_id = await setup_case(services)
+    async with services.database.sessionmaker() as session:
+        case = await load_case(session, public_id)
+        case_id = case.id
+        await session.execute(delete(DataKeyRecord).where(DataKeyRecord.subject_id == case_id))
+        await session.commit()
+    async with services.database.sessionmaker() as session:
+        case = await load_case(session, public_id)
+        await services.sealer.seal(session, case, "caller_name", "first try")  # creates the key
+        await session.rollback()  # e.g. the webhook's work cancelled at its deadline
+    async with services.database.sessionmaker() as session:
+        case = await load_case(session, public_id)
+        await services.sealer.seal(session, case, "caller_name", "Rosa Canary-Quispe")
+        await session.commit()
+    async with services.database.sessionmaker() as session:
+        case = await load_case(session, public_id)
+        revealed = await services.broker.reveal_case(
+            session, volunteer, case, ["caller_name"], Purpose.intake
+        )
+    assert revealed.values == {"caller_name": "Rosa Canary-Quispe"} and revealed.erased == []
