@@ -1,6 +1,7 @@
 """Incoming-call webhooks per second and latency percentiles: our `/twilio/voice/incoming` (signature
-check, a sealed dedup row, stored reply, the language menu) against a bare FastAPI endpoint that
-parses the same form and returns static TwiML — side by side in one run.
+check, a sealed dedup row group-committed with the calls arriving together, the language menu)
+against a bare FastAPI endpoint that parses the same form and returns static TwiML — side by side
+in one run.
 
     apt-get install wrk                                     # the load generator (Debian package)
     python bench/webhooks.py                                # embedded SQLite default, 1 worker

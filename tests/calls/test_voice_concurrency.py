@@ -9,7 +9,10 @@ What it found on the way: the enqueue step over its 1.5 s deadline under the bur
 callers to overflow (now answered with the task id derived from the CallSid while the work
 finishes); a dial job failing after its REST call and ringing again; status callbacks whose work
 was cancelled at the deadline, leaving seats held; idle order never moving, so a few volunteers
-took every call; a full stderr pipe blocking the server's logging.
+took every call; a full stderr pipe blocking the server's logging; enqueue work discarded after
+5 s waiting for a pooled connection (callers told they were queued never got a task); a data key
+created in a transaction that rolled back and then sealed with from memory (a volunteer's leg
+SID that could never be read back, so the leg could not be hung up).
 """
 
 from __future__ import annotations
