@@ -130,7 +130,16 @@ class Sealer:
     async def data_key(
         self, session: AsyncSession, subject_id: uuid.UUID, retention_class: RetentionClass
     ) -> DataKey:
-        """The live data key of (subject, class), created (and wrapped) on first use."""
+        """The live data key of (subject, class), created (and wrapped) on first use.
+
+        Never flushes the session: the caller is often midway through building the row it seals
+        for (added, not yet complete), and an autoflush here would insert it half-built."""
+        with session.no_autoflush:
+            return await self._data_key(session, subject_id, retention_class)
+
+    async def _data_key(
+        self, session: AsyncSession, subject_id: uuid.UUID, retention_class: RetentionClass
+    ) -> DataKey:
         record = await self._record(session, subject_id, retention_class)
         if record is None:
             key, wrapped = create_data_key(
