@@ -132,7 +132,6 @@ async def answer(
     store: bool = True,
     fallback: Callable[[], str] | None = None,
     slow: Callable[[], str] | None = None,
-    load_call: bool = True,
 ) -> Response:
     """Run `work` under the deadline, store its TwiML for replays, or fall back to static TwiML.
 
@@ -152,7 +151,6 @@ async def answer(
             discriminator=discriminator,
             work=work,
             store=store,
-            load_call=load_call,
         ),
         step=step,
         language=language,
@@ -209,7 +207,6 @@ async def _answer(
     discriminator: str,
     work: Work,
     store: bool = True,
-    load_call: bool = True,
 ) -> str:
     keys = request.app.state.keys
     sealer = request.app.state.sealer
@@ -221,11 +218,7 @@ async def _answer(
             await session.commit()
             return stored
         try:
-            call = (
-                await session.scalar(select(Call).where(Call.call_sid_hash == call_hash))
-                if load_call
-                else None
-            )
+            call = await session.scalar(select(Call).where(Call.call_sid_hash == call_hash))
             xml = await work(session, call)
             if store:
                 reply = WebhookReply(
