@@ -19,6 +19,8 @@ class Caller(UUIDPrimaryKey, Base):
 
     __tablename__ = "callers"
 
+    # What the access log names (`CL-…`): the row UUID never leaves the server.
+    public_id: Mapped[str] = mapped_column(String(16), unique=True)
     phone: Mapped[Sealed | None] = sealed_column("caller.phone", RetentionClass.caller_identity)
     phone_index: Mapped[str | None] = mapped_column(String(64), index=True)
     phone_last2: Mapped[str | None] = mapped_column(String(2))

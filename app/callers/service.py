@@ -10,6 +10,7 @@ from app.access.policy import Principal, Purpose
 from app.callers.models import Caller
 from app.clock import Clock
 from app.keys.store import KeyStore, Sealer
+from app.publicid import new_public_id
 from telephony.numbers import last_two_digits, normalize_e164
 
 MATCHER = Principal.system("caller-match")
@@ -37,12 +38,17 @@ async def find_or_create_caller(
             "phone",
             purpose=Purpose.caller_match,
             object_type="caller",
-            object_id=str(candidate.id),
+            object_id=candidate.public_id,
         )
         if number == e164:
             candidate.last_contact_at = clock.now()
             return candidate, True
-    caller = Caller(phone_index=index, phone_last2=last_two_digits(e164), created_at=clock.now())
+    caller = Caller(
+        public_id=new_public_id("CL"),
+        phone_index=index,
+        phone_last2=last_two_digits(e164),
+        created_at=clock.now(),
+    )
     await sealer.seal(session, caller, "phone", e164)
     caller.last_contact_at = clock.now()
     session.add(caller)

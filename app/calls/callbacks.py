@@ -306,7 +306,7 @@ async def dial_target(session: AsyncSession, broker: Any, callback: Callback) ->
             "phone",
             purpose=Purpose.contact_caller,
             object_type="caller",
-            object_id=str(caller.id),
+            object_id=caller.public_id,
         )
     e164 = normalize_e164(number)
     if e164 is None:

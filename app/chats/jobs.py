@@ -70,7 +70,7 @@ async def send(ctx: JobContext, payload: dict[str, Any]) -> None:
         "phone",
         purpose=Purpose.contact_caller,
         object_type="caller",
-        object_id=str(caller.id),
+        object_id=caller.public_id,
     )
     body = ""
     if message.kind != "template":

@@ -49,9 +49,6 @@ class Conversation(UUIDPrimaryKey, Base):
     rights_menu_at: Mapped[datetime | None]
     # An anonymous report being made here: since when, in which language, and whether this
     # conversation was opened by it (then nothing of it outlives the report).
-    report_started_at: Mapped[datetime | None]
-    report_language: Mapped[str | None] = mapped_column(String(8))
-    report_opened: Mapped[bool] = mapped_column(default=False)
 
 
 class ChatMessage(UUIDPrimaryKey, Base):

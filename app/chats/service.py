@@ -43,6 +43,7 @@ from app.publicid import new_public_id
 from app.reports import service as reports
 from app.routing import service as routing
 from app.routing.models import Task, TaskState
+from telephony.numbers import normalize_e164
 from telephony.payloads import message_status_rank
 
 CHAT_FLOW = Actor("system:chat")
@@ -233,12 +234,33 @@ async def receive(
     if await already_received(session, state.keys, message_sid):
         return None  # a replay: stored already, and the caller must not get the reply twice
     channel = channel_of(from_address)
-    caller, _known = await find_or_create_caller(session, sealer, broker, clock, bare(from_address))
-    if caller is None:
+    e164 = normalize_e164(bare(from_address))
+    if e164 is None:
         return None  # no usable number: nothing we could ever reply to
     keyword = body.strip().upper()
-    conversation = await open_conversation(session, caller, channel)
     is_stop = opt_out_type == "STOP" or keyword in STOP_WORDS
+    now = received_at or clock.now()
+    if is_stop:
+        await reports.end_dialogue(session, state.keys, e164)
+    elif opt_out_type != "START":
+        # An anonymous report is recognised before the caller is looked up: none of its
+        # messages reads or writes a caller, conversation, contact or case row.
+        report_reply = await reports.sms_step(
+            state,
+            session,
+            channel=channel,
+            e164=e164,
+            message_sid=message_sid,
+            body=body,
+            drill=drill,
+            now=now,
+        )
+        if report_reply is not False:
+            return report_reply
+    caller, _known = await find_or_create_caller(session, sealer, broker, clock, e164)
+    if caller is None:
+        return None
+    conversation = await open_conversation(session, caller, channel)
     is_start = opt_out_type == "START" or (keyword in START_WORDS and caller.opted_out_at is not None)
     if is_stop or is_start:
         caller.opted_out_at = clock.now() if is_stop else None
@@ -248,7 +270,7 @@ async def receive(
             actor=CHAT_FLOW,
             action="caller.opted_out" if is_stop else "caller.opted_in",
             object_type="caller",
-            object_id=str(caller.id),
+            object_id=caller.public_id,
         )
         if conversation is not None:
             await store_inbound(
@@ -296,7 +318,7 @@ async def receive(
             object_id=conversation.public_id,
             details={"channel": channel, "case": case.public_id},
         )
-    message = await store_inbound(
+    await store_inbound(
         session,
         sealer,
         clock,
@@ -306,21 +328,6 @@ async def receive(
         media_count=media_count,
         received_at=received_at,
     )
-    now = received_at or clock.now()
-    report_reply = await reports.sms_step(
-        state,
-        session,
-        caller=caller,
-        conversation=conversation,
-        message=message,
-        message_sid=message_sid,
-        from_number=bare(from_address),
-        body=body,
-        opened=opened,
-        now=now,
-    )
-    if report_reply is not False:
-        return report_reply
     if keyword in HELP_WORDS and not opened:
         return text("help", conversation.language)
     asked = rights_keyword_language(keyword, state.settings)

@@ -80,3 +80,20 @@ class ReportCodeAttempt(UUIDPrimaryKey, Base):
     scope: Mapped[str] = mapped_column(String(80))
     window_start: Mapped[datetime]
     failures: Mapped[int] = mapped_column(default=0)
+
+
+class ReportDialogue(UUIDPrimaryKey, Base):
+    """An SMS/WhatsApp report dialogue in progress (`REPORT` → menu → the report), keyed by a
+    hash of the number under the generic hash key in its own domain (never the callers' blind
+    index key), so no caller, conversation, contact or case row is read or written for a
+    report's messages. Deleted when the dialogue ends, and at the latest minutes after it began
+    (`expires_at`)."""
+
+    __tablename__ = "report_dialogues"
+
+    number_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    language: Mapped[str] = mapped_column(String(8))
+    drill: Mapped[bool] = mapped_column(default=False)
+    started_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)

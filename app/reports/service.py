@@ -5,12 +5,13 @@ names them.
   "2 …" (immigration-enforcement activity) followed by what, where and when files the report.
   `REPORT <code> …` adds information later. By voice: 8 at the emergency question (see
   app/calls/router.py).
-* Filing unlinks the report from the caller: the dialogue's messages are re-sealed under the
-  report case's own key (its facts) or dropped (the keyword, the menu choices), the conversation
-  the report opened is deleted with its contact and empty case, and the caller row — number and
-  blind index — is deleted when nothing else uses it (kept, and never linked, otherwise). Every
-  Twilio record of it (inbound messages, our replies, the call, the recording) is deleted
-  through the jobs runner (`TwilioCleanup`).
+* A report is never linked to its reporter. By text, the report keyword is recognised before
+  any caller matching: the dialogue keeps its state in its own short-lived row under a keyed
+  hash of the number (`ReportDialogue`), and no caller, conversation, contact or case row is
+  read or written for its messages, so no access-log entry names any of them. By voice, the
+  call's sealed number is wiped at 8 and no caller, contact or task is created. Every Twilio
+  record of it (inbound messages, our replies, the call, the recording) is deleted through the
+  jobs runner (`TwilioCleanup`).
 * The reporter gets a reference code of 10 random digits. Only its keyed hash is stored; a code
   only ever lets someone *add* to a report, never read it. Wrong codes are throttled per call,
   per keyed number and globally.
@@ -27,23 +28,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.access.policy import Principal, Purpose, system_may_open
+from app.access.policy import Principal
 from app.audit import service as audit
 from app.audit.service import Actor
-from app.callers.models import Caller
-from app.cases.models import Case
 from app.cases.service import create_case
 from app.clock import Clock
-from app.contacts.models import Contact
 from app.contacts.service import sid_hash
-from app.db.base import Base
 from app.jobs.service import enqueue
-from app.keys.models import DataKeyRecord
 from app.publicid import new_public_id
-from app.reports.models import Report, ReportCodeAttempt, ReportEntry, TwilioCleanup
+from app.reports.models import Report, ReportCodeAttempt, ReportDialogue, ReportEntry, TwilioCleanup
 from telephony.numbers import normalize_e164
 
 log = logging.getLogger("hotline.reports")
@@ -52,7 +48,8 @@ REPORTER = Principal.system("anonymous-report")
 REPORT_FLOW = Actor("system:anonymous-report")
 CATEGORIES = {"1": "abuse_report", "2": "enforcement_report"}
 CODE_DIGITS = 10
-MENU_MINUTES = 30
+# A report dialogue (its row keyed by a hash of the number) is forgotten this long after it began.
+MENU_MINUTES = 10
 MAX_FACTS = 1600
 # Wrong reference codes allowed before that scope must wait: per call, per number a day, and
 # for everyone an hour (the last stops a distributed guesser; 10^10 codes make guessing hopeless
@@ -336,108 +333,6 @@ async def already_received(session: AsyncSession, keys: Any, message_sid: str) -
     return await session.scalar(select(TwilioCleanup.id).where(TwilioCleanup.sid_hash == hashed)) is not None
 
 
-# -- unlinking -------------------------------------------------------------------------------------
-
-
-async def _referenced(session: AsyncSession, table: str, row_id: Any) -> bool:
-    """Whether any column with a foreign key to `table` still names `row_id`."""
-    for other in Base.metadata.sorted_tables:
-        for column in other.columns:
-            if any(fk.column.table.name == table for fk in column.foreign_keys):
-                found = await session.scalar(select(func.count()).select_from(other).where(column == row_id))
-                if found:
-                    return True
-    return False
-
-
-async def _shred_subject(session: AsyncSession, subject_id: Any, now: datetime) -> None:
-    """Destroy a deleted row's data keys (kept as destroyed records, for the backup horizon):
-    whatever was ever sealed under them is unreadable everywhere, backups included."""
-    await session.execute(
-        update(DataKeyRecord)
-        .where(DataKeyRecord.subject_id == subject_id, DataKeyRecord.destroyed_at.is_(None))
-        .values(wrapped=None, destroyed_at=now)
-        .execution_options(synchronize_session=False)
-    )
-
-
-async def unlink_conversation(
-    session: AsyncSession, state: Any, conversation: Any, caller: Caller | None
-) -> str:
-    """After a report took the dialogue's messages: drop what the report opened, and the caller
-    row when nothing else uses it. Returns "deleted", "kept" or "none" (for the caller row)."""
-    from app.chats.models import ChatMessage
-
-    conversation.report_started_at = None
-    conversation.report_language = None
-    remaining = await session.scalar(
-        select(func.count()).select_from(ChatMessage).where(ChatMessage.conversation_id == conversation.id)
-    )
-    if conversation.report_opened and not remaining and conversation.task_id is None:
-        contact = await session.get(Contact, conversation.contact_id)
-        case = await session.get(Case, conversation.case_id)
-        await session.delete(conversation)
-        await session.flush()
-        if contact is not None:
-            await session.delete(contact)
-            await session.flush()
-            await _shred_subject(session, contact.id, state.clock.now())
-        if case is not None and not await _referenced(session, "cases", case.id):
-            await session.delete(case)
-            await session.flush()
-            await _shred_subject(session, case.id, state.clock.now())
-    else:
-        conversation.report_opened = False
-    if caller is None:
-        return "none"
-    if await _referenced(session, "callers", caller.id):
-        return "kept"
-    await session.delete(caller)
-    await session.flush()
-    await _shred_subject(session, caller.id, state.clock.now())
-    return "deleted"
-
-
-async def take_dialogue(session: AsyncSession, state: Any, conversation: Any, current: Any) -> None:
-    """Take the report dialogue out of the conversation: every message's SID to the Twilio
-    clean-up, the rows deleted (their facts, if any, were given to the report by the caller of
-    this function, from the webhook's own text)."""
-    from app.chats.models import ChatMessage
-
-    since = min(conversation.report_started_at or current.created_at, current.created_at)
-    earlier = list(
-        await session.scalars(
-            select(ChatMessage)
-            .where(
-                ChatMessage.conversation_id == conversation.id,
-                ChatMessage.direction == "in",
-                ChatMessage.created_at >= since,
-                ChatMessage.id != current.id,
-            )
-            .order_by(ChatMessage.created_at)
-        )
-    )
-    if earlier:
-        if not system_may_open(REPORTER, Purpose.anonymise, {"chat_message.sid"}):
-            raise PermissionError("policy does not allow anonymising")
-        sids = await state.broker.reveal_rows(
-            session,
-            REPORTER,
-            earlier,
-            "message_sid",
-            purpose=Purpose.anonymise,
-            action="system.reveal",
-            object_type="conversation",
-            object_id=conversation.public_id,
-        )
-        for sid in sids:
-            if sid:
-                await delete_at_twilio(session, state, "message", sid)
-    for message in [*earlier, current]:
-        await session.delete(message)
-    await session.flush()
-
-
 # -- the SMS/WhatsApp dialogue -----------------------------------------------------------------------
 
 
@@ -457,43 +352,70 @@ def _reply(state: Any, key: str, language: str | None, **values: str) -> Reply:
     )
 
 
+def dialogue_hash(keys: Any, e164: str) -> str:
+    """The report dialogue's key for a number: the generic hash key in its own domain, never the
+    callers' blind-index key, so it matches nothing in the `callers` table."""
+    return str(keys.material.keyed_hasher().hash("report.dialogue", e164.encode()).hex())
+
+
+async def end_dialogue(session: AsyncSession, keys: Any, e164: str) -> None:
+    """Forget a number's report dialogue (STOP, or the dialogue is over)."""
+    await session.execute(
+        delete(ReportDialogue).where(ReportDialogue.number_hash == dialogue_hash(keys, e164))
+    )
+
+
+async def purge_dialogues(session: AsyncSession, clock: Clock) -> int:
+    """Delete every report dialogue past its expiry; returns how many."""
+    result = await session.execute(delete(ReportDialogue).where(ReportDialogue.expires_at <= clock.now()))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def sms_step(
     state: Any,
     session: AsyncSession,
     *,
-    caller: Caller,
-    conversation: Any,
-    message: Any,
+    channel: str,
+    e164: str,
     message_sid: str,
-    from_number: str,
     body: str,
-    opened: bool,
+    drill: bool,
     now: datetime,
-) -> Reply | Literal[False] | None:
-    """One inbound text, if it belongs to an anonymous report: returns the reply (None: nothing
-    to send, the caller is marked unsafe to text); False when the text is not about a report."""
+) -> Reply | Literal[False]:
+    """One inbound text, if it belongs to an anonymous report: returns the reply; False when the
+    text is not about a report (then, and only then, the chat flow may look at the caller).
+
+    Runs *before* any caller matching: a report's messages never read or write a caller,
+    conversation, contact or case row, and no access-log entry names any of them. A caller who
+    was in an identified chat when they texted `REPORT` is treated exactly like a stranger. The
+    dialogue's state lives in its own row under `dialogue_hash` for `MENU_MINUTES` at most; every
+    message of it is deleted at Twilio at once (inbound) or once sent (our replies)."""
     words = body.strip().split(maxsplit=1)
     keyword_lang = keyword_language(words[0].upper(), state.settings) if words else None
-    in_dialogue = (
-        conversation.report_started_at is not None
-        and now - conversation.report_started_at <= timedelta(minutes=MENU_MINUTES)
-    )
-    if keyword_lang is None and not in_dialogue:
+    await purge_dialogues(session, state.clock)
+    hashed = dialogue_hash(state.keys, e164)
+    dialogue = await session.scalar(select(ReportDialogue).where(ReportDialogue.number_hash == hashed))
+    if keyword_lang is None and dialogue is None:
         return False
-    language = keyword_lang or conversation.report_language or conversation.language or "en"
+    # From here on the text is the report's: its Twilio record goes, and replays find it gone.
+    await delete_at_twilio(session, state, "message", message_sid)
+    language = keyword_lang or (dialogue.language if dialogue is not None else "en")
+    drill = drill or (dialogue is not None and dialogue.drill)
     # What follows the keyword (or, inside the dialogue, the whole text).
     rest = (words[1].strip() if len(words) > 1 else "") if keyword_lang else body.strip()
 
-    def answer(key: str, **values: str) -> Reply | None:
-        return _reply(state, key, language, **values) if caller.safe_to_text is not False else None
+    def answer(key: str, **values: str) -> Reply:
+        return _reply(state, key, language, **values)
 
     async def finish() -> None:
-        await _finish(session, state, conversation, caller, message, message_sid, opened_here=opened)
+        if dialogue is not None:
+            await session.delete(dialogue)
+            await session.flush()
 
     code_match = _CODE_IN_TEXT.match(rest) if keyword_lang else None
     if code_match is not None:
         # REPORT <code> <information>: an addition, never a read.
-        scopes = [scope for scope in [number_scope(state.keys, from_number)] if scope]
+        scopes = [scope for scope in [number_scope(state.keys, e164)] if scope]
         found = await check_code(session, state.clock, state.keys, code_match.group(1), scopes)
         facts = code_match.group(2).strip()
         if isinstance(found, Report) and facts:
@@ -504,49 +426,26 @@ async def sms_step(
         return answer("report_wait" if found == "throttled" else "report_unknown")
     if rest[:1] in CATEGORIES and rest[1:].strip():
         report = await open_report(
-            session,
-            state,
-            channel=conversation.channel,
-            category=CATEGORIES[rest[:1]],
-            language=language,
-            drill=conversation.drill,
+            session, state, channel=channel, category=CATEGORIES[rest[:1]], language=language, drill=drill
         )
         await add_text(session, state, report, rest[1:].strip(), source="report")
         code = await issue_code(session, state.keys, report)
         await finish()
         return answer("report_filed", code=code)
-    if rest == "0" and in_dialogue:
+    if rest == "0" and dialogue is not None:
         await finish()
         return answer("report_cancelled")
     # The keyword alone, or anything else while the menu is open: the menu (again).
-    if not in_dialogue:
-        conversation.report_started_at = message.created_at
-        conversation.report_opened = opened
-    conversation.report_language = language
+    if dialogue is None:
+        dialogue = ReportDialogue(
+            number_hash=hashed,
+            channel=channel,
+            language=language,
+            drill=drill,
+            started_at=now,
+            expires_at=now + timedelta(minutes=MENU_MINUTES),
+        )
+        session.add(dialogue)
+    dialogue.language = language
+    await session.flush()
     return answer("report_menu")
-
-
-async def _finish(
-    session: AsyncSession,
-    state: Any,
-    conversation: Any,
-    caller: Caller,
-    message: Any,
-    message_sid: str,
-    *,
-    opened_here: bool,
-) -> None:
-    """The dialogue is over (filed, added to, refused or cancelled): nothing of it stays linked."""
-    if opened_here:
-        conversation.report_opened = True
-    await take_dialogue(session, state, conversation, message)
-    await delete_at_twilio(session, state, "message", message_sid)
-    outcome = await unlink_conversation(session, state, conversation, caller)
-    audit.record(
-        session,
-        state.clock,
-        actor=REPORT_FLOW,
-        action="report.unlinked",
-        object_type="report",
-        details={"caller_row": outcome},
-    )
