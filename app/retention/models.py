@@ -29,14 +29,17 @@ class LegalHold(UUIDPrimaryKey, Base):
 
 
 class ErasureRequest(UUIDPrimaryKey, Base):
-    """A caller's request to be erased: one supervisor records it, a second, distinct one approves,
-    and only then is everything of theirs crypto-shredded."""
+    """A caller's request to be erased, blind until approved: one supervisor records the number
+    (sealed under the request's own key; nothing is looked up), a second, distinct one approves,
+    and only then is the number looked up, holds checked and everything of the caller's
+    crypto-shredded. The number is shredded with the request's key once processed. The row never
+    names the caller."""
 
     __tablename__ = "erasure_requests"
 
     public_id: Mapped[str] = mapped_column(String(16), unique=True)
-    caller_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("callers.id"), index=True)
-    state: Mapped[str] = mapped_column(String(16))  # pending | done | cancelled
+    phone: Mapped[Sealed | None] = sealed_column("erasure_request.phone", RetentionClass.caller_identity)
+    state: Mapped[str] = mapped_column(String(16))  # pending | processed | cancelled
     requested_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     requested_at: Mapped[datetime]
     approved_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))

@@ -1,7 +1,12 @@
-"""Legal holds and caller erasure (supervisors). An erasure needs two distinct supervisors: one
-records the request (finding the caller by their number through the blind index), another
-approves it, and only then is everything of the caller's crypto-shredded. Audit entries name the
-matched caller's id, never the number or a hash of it."""
+"""Legal holds and caller erasure (supervisors).
+
+An erasure request is blind until approved: one supervisor records the caller's number (sealed on
+the request under its own key; nothing is looked up), and the answer is the same whether or not
+anyone ever called from it or is under a legal hold. Only when a second, distinct supervisor
+approves is the number matched to a caller, holds checked and everything of the caller's
+crypto-shredded (`service.process_erasure`); the approver sees what was found, as counts. The
+request's own number is shredded then, whatever was found. Audit entries name the request
+(`ER-…`), never the caller, the number or a hash of it."""
 
 from __future__ import annotations
 
@@ -13,11 +18,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from sqlalchemy import select
 
 from app.access.permissions import Permission
-from app.access.policy import Principal, Purpose
 from app.accounts.deps import Auth, Staff, require
 from app.audit import service as audit
-from app.callers.models import Caller
-from app.callers.service import phone_index
 from app.cases.models import Case
 from app.cases.router import public_ids
 from app.cases.schemas import PublicId
@@ -31,7 +33,6 @@ from telephony.numbers import normalize_e164
 
 router = APIRouter(tags=["retention"])
 Manager = Annotated[Staff, require(Permission.retention_manage)]
-MATCHER = Principal.system("caller-match")
 
 
 class HoldIn(BaseModel):
@@ -66,14 +67,39 @@ class ErasureIn(BaseModel):
     phone: Annotated[str, StringConstraints(strip_whitespace=True, min_length=7, max_length=32)]
 
 
+ErasureState = Literal["pending", "processed", "cancelled"]
+# Requests approved before requests went blind say "done".
+SHOWN_STATES: dict[str, ErasureState] = {
+    "pending": "pending",
+    "processed": "processed",
+    "done": "processed",
+    "cancelled": "cancelled",
+}
+STATE_MESSAGES: dict[str, str] = {
+    "pending": "Recorded; a second supervisor must approve it.",
+    "processed": "Processed.",
+    "cancelled": "Cancelled.",
+}
+
+
+class ErasureOutcomeOut(BaseModel):
+    matched: int = Field(description="Callers found with the number (0 or 1).")
+    held: int = Field(description="1 if a legal hold kept the caller: nothing of theirs was erased.")
+    erased_cases: int
+    shredded_subjects: int
+
+
 class ErasureOut(BaseModel):
     id: str
-    state: Literal["pending", "done", "cancelled"]
+    state: ErasureState
+    message: str
     requested_by: str | None
     requested_at: datetime
     approved_by: str | None
     approved_at: datetime | None
-    shredded_subjects: int | None = None
+    outcome: ErasureOutcomeOut | None = Field(
+        default=None, description="What processing found and did: shown once, to the approver."
+    )
 
 
 class ErasureList(BaseModel):
@@ -157,21 +183,34 @@ async def release_hold(hold_id: PublicId, staff: Manager, db: DbSession, auth: A
     return await _hold_out(db, hold)
 
 
-async def _erasure_out(db: DbSession, request: ErasureRequest, shredded: int | None = None) -> ErasureOut:
+def _outcome_message(outcome: service.ErasureOutcome) -> str:
+    if not outcome.matched:
+        return "Processed: no caller with that number; nothing to erase."
+    if outcome.held:
+        return "Processed: the caller is under a legal hold, so nothing was erased."
+    return "Processed: everything of the caller's was erased."
+
+
+async def _erasure_out(
+    db: DbSession, request: ErasureRequest, outcome: service.ErasureOutcome | None = None
+) -> ErasureOut:
     users = await public_ids(db, {request.requested_by_id, request.approved_by_id})
+    state = SHOWN_STATES[request.state]
     return ErasureOut(
         id=request.public_id,
-        state=request.state,
+        state=state,
+        message=STATE_MESSAGES[state] if outcome is None else _outcome_message(outcome),
         requested_by=users.get(request.requested_by_id),
         requested_at=request.requested_at,
         approved_by=users.get(request.approved_by_id),
         approved_at=request.approved_at,
-        shredded_subjects=shredded,
+        outcome=None if outcome is None else ErasureOutcomeOut(**outcome.details()),
     )
 
 
 @router.get("/erasures", response_model=ErasureList)
 async def list_erasures(staff: Manager, db: DbSession) -> ErasureList:
+    """Requests and their states (never what processing found)."""
     requests = list(
         await db.scalars(select(ErasureRequest).order_by(ErasureRequest.requested_at.desc()).limit(500))
     )
@@ -181,57 +220,23 @@ async def list_erasures(staff: Manager, db: DbSession) -> ErasureList:
 @router.post(
     "/erasures",
     response_model=ErasureOut,
-    status_code=201,
-    responses={404: {"description": "No caller with that number."}},
+    status_code=202,
+    responses={422: {"description": "Not a phone number (format only)."}},
 )
 async def request_erasure(body: ErasureIn, staff: Manager, db: DbSession, auth: Auth) -> ErasureOut:
-    """Record a caller's request to be erased; a second supervisor must approve it."""
+    """Record a caller's request to be erased; a second supervisor must approve it. Blind: nothing
+    is looked up, so the answer is the same for a number that called, one that did not and one
+    under a legal hold."""
     e164 = normalize_e164(body.phone)
     if e164 is None:
         raise InvalidInput("Give the caller's phone number in E.164 form (+1…).", code="invalid_phone")
-    caller = None
-    for candidate in await db.scalars(
-        select(Caller).where(Caller.phone_index == phone_index(auth.keys, e164))
-    ):
-        number = await auth.broker.reveal_for_system(
-            db,
-            MATCHER,
-            candidate,
-            "phone",
-            purpose=Purpose.caller_match,
-            object_type="caller",
-            object_id=str(candidate.id),
-        )
-        if number == e164:
-            caller = candidate
-            break
-    if caller is None:
-        # The search itself is recorded (committed on its own: the refusal rolls back the rest).
-        await db.rollback()
-        audit.record(
-            db,
-            auth.clock,
-            actor=staff.principal.actor,
-            action="erasure.no_match",
-            object_type="caller",
-            outcome="not_found",
-        )
-        await db.commit()
-        raise NotFound("No caller with that number.")
-    if await service.active_hold(db, case_id=None, caller_id=caller.id):
-        raise Conflict("This caller is under a legal hold; release it first.", code="on_hold")
-    pending = await db.scalar(
-        select(ErasureRequest).where(ErasureRequest.caller_id == caller.id, ErasureRequest.state == "pending")
-    )
-    if pending is not None:
-        return await _erasure_out(db, pending)
     request = ErasureRequest(
         public_id=new_public_id("ER"),
-        caller_id=caller.id,
         state="pending",
         requested_by_id=staff.user.id,
         requested_at=auth.clock.now(),
     )
+    await auth.sealer.seal(db, request, "phone", e164)
     db.add(request)
     await db.flush()
     audit.record(
@@ -239,9 +244,8 @@ async def request_erasure(body: ErasureIn, staff: Manager, db: DbSession, auth: 
         auth.clock,
         actor=staff.principal.actor,
         action="erasure.requested",
-        object_type="caller",
-        object_id=str(caller.id),
-        details={"request": request.public_id},
+        object_type="erasure",
+        object_id=request.public_id,
     )
     return await _erasure_out(db, request)
 
@@ -252,7 +256,8 @@ async def request_erasure(body: ErasureIn, staff: Manager, db: DbSession, auth: 
     responses={404: {"description": "No such request."}, 409: {"description": "Not approvable."}},
 )
 async def approve_erasure(request_id: PublicId, staff: Manager, db: DbSession, auth: Auth) -> ErasureOut:
-    """A second, distinct supervisor approves: everything of the caller's is shredded now."""
+    """A second, distinct supervisor approves: only now is the number looked up, holds checked and,
+    unless held, everything of the caller's shredded. The answer says what was found."""
     request = await db.scalar(select(ErasureRequest).where(ErasureRequest.public_id == request_id))
     if request is None:
         raise NotFound()
@@ -260,21 +265,8 @@ async def approve_erasure(request_id: PublicId, staff: Manager, db: DbSession, a
         raise Conflict("This request is not pending.", code="not_pending")
     if request.requested_by_id == staff.user.id:
         raise Conflict("A second supervisor must approve an erasure.", code="same_supervisor")
-    caller = await db.get(Caller, request.caller_id)
-    if caller is None:
-        raise NotFound()
-    if await service.active_hold(db, case_id=None, caller_id=caller.id):
-        raise Conflict("This caller is under a legal hold; release it first.", code="on_hold")
-    request.state, request.approved_by_id, request.approved_at = "done", staff.user.id, auth.clock.now()
-    audit.record(
-        db,
-        auth.clock,
-        actor=staff.principal.actor,
-        action="erasure.approved",
-        object_type="caller",
-        object_id=str(caller.id),
-        details={"request": request.public_id},
+    # The auth service carries the sealer, broker, clock and keys the erasure needs.
+    outcome = await service.process_erasure(
+        auth, db, request, approver_id=staff.user.id, actor=staff.principal.actor
     )
-    state = auth  # the auth service carries sealer, broker, clock and keys
-    shredded = await service.erase_caller(state, db, caller, request_id=request.public_id)
-    return await _erasure_out(db, request, shredded)
+    return await _erasure_out(db, request, outcome)

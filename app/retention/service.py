@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
@@ -39,7 +39,7 @@ from app.contacts.models import Contact
 from app.db.base import Base
 from app.keys.models import DataKeyRecord
 from app.keys.sealed import RetentionClass, sealed_columns
-from app.retention.models import LegalHold
+from app.retention.models import ErasureRequest, LegalHold
 from app.routing.models import Task
 
 RETENTION = Actor("system:retention")
@@ -273,7 +273,7 @@ async def due(session: AsyncSession, clock: Clock, policy: Policy, *, limit: int
     )
     callers = list(
         await session.execute(
-            select(Caller.id, Caller.created_at).where(
+            select(Caller.id, Caller.public_id).where(
                 Caller.erased_at.is_(None),
                 or_(
                     Caller.last_contact_at < cutoff,
@@ -284,23 +284,26 @@ async def due(session: AsyncSession, clock: Clock, policy: Policy, *, limit: int
         )
     )
     live = await _live_classes(session, {c.id for c in callers})
-    for caller_id, _created in callers:
+    for caller_id, caller_public_id in callers:
         if caller_id in held_callers:
             continue
         if RetentionClass.caller_identity.value in live.get(caller_id, set()):
-            plan.append(
-                Due(caller_id, (RetentionClass.caller_identity,), "caller", f"caller:{caller_id.hex[:12]}")
-            )
+            plan.append(Due(caller_id, (RetentionClass.caller_identity,), "caller", caller_public_id))
 
     # The calls' numbers, sealed under one key per day: shredded a whole day at a time.
-    day_subjects = set(
-        await session.scalars(select(Call.key_subject).where(Call.created_at < cutoff).distinct())
-    )
-    live = await _live_classes(session, day_subjects)
+    day_subjects = {
+        subject: first.date().isoformat()
+        for subject, first in await session.execute(
+            select(Call.key_subject, func.min(Call.created_at))
+            .where(Call.created_at < cutoff)
+            .group_by(Call.key_subject)
+        )
+    }
+    live = await _live_classes(session, set(day_subjects))
     for subject in sorted(day_subjects, key=str):
         if RetentionClass.caller_identity.value in live.get(subject, set()):
             plan.append(
-                Due(subject, (RetentionClass.caller_identity,), "call_day", f"calls:{subject.hex[:12]}")
+                Due(subject, (RetentionClass.caller_identity,), "call_day", f"calls:{day_subjects[subject]}")
             )
     return plan
 
@@ -360,10 +363,11 @@ def erased_message(reason: str | None) -> str:
 ERASER = Actor("system:erasure")
 
 
-async def subjects_of_caller(session: AsyncSession, caller_id: uuid.UUID) -> list[Due]:
+async def subjects_of_caller(session: AsyncSession, caller: Caller) -> list[Due]:
     """Everything sealed about one caller: their identity, their cases' content, messages and
     voicemail, their contacts' and tasks' Twilio SIDs."""
-    items = [Due(caller_id, (RetentionClass.caller_identity,), "caller", f"caller:{caller_id.hex[:12]}")]
+    caller_id = caller.id
+    items = [Due(caller_id, (RetentionClass.caller_identity,), "caller", caller.public_id)]
     for case_id, public_id in await session.execute(
         select(Case.id, Case.public_id).where(Case.caller_id == caller_id)
     ):
@@ -380,53 +384,29 @@ async def subjects_of_caller(session: AsyncSession, caller_id: uuid.UUID) -> lis
     return items
 
 
-async def erase_caller(state: Any, session: AsyncSession, caller: Caller, *, request_id: str) -> int:
-    """Delete Twilio's records of the caller (jobs), then shred everything of theirs. Flushes."""
-    from app.access.policy import Principal, Purpose
-    from app.chats.models import ChatMessage
+async def erase_caller(
+    state: Any,
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    request_id: str,
+    records: Sequence[tuple[str, str]] | None = None,
+) -> Erased:
+    """Delete Twilio's records of the caller (jobs), then shred everything of theirs. Flushes.
+
+    `records` are the caller's Twilio records (`twilio_records_of_caller`), read beforehand so
+    that nothing here commits (the broker commits per reveal); without them they are read first.
+    Entries name the erasure request (`request_id`) or a case, contact or task public id: the
+    caller's own shred names the request, never the caller."""
     from app.reports import service as reports
 
-    cleaner = Principal.system("twilio-cleanup")
-    contacts = list(await session.scalars(select(Contact).where(Contact.caller_id == caller.id)))
-    for contact in contacts:
-        if contact.twilio_sid is None:
-            continue
-        sid = await state.broker.reveal_for_system(
-            session,
-            cleaner,
-            contact,
-            "twilio_sid",
-            purpose=Purpose.twilio_cleanup,
-            object_type="erasure",
-            object_id=request_id,
-        )
-        if sid:
-            kind = "call" if sid.startswith("CA") else "message"
-            await reports.delete_at_twilio(session, state, kind, sid)
-    case_ids = [c for c in await session.scalars(select(Case.id).where(Case.caller_id == caller.id))]
-    messages = list(
-        await session.scalars(
-            select(ChatMessage).where(
-                ChatMessage.case_id.in_(case_ids or [uuid.uuid4()]), ChatMessage.message_sid.is_not(None)
-            )
-        )
-    )
-    if messages:
-        sids = await state.broker.reveal_rows(
-            session,
-            cleaner,
-            messages,
-            "message_sid",
-            purpose=Purpose.twilio_cleanup,
-            action="system.reveal",
-            object_type="erasure",
-            object_id=request_id,
-        )
-        for sid in sids:
-            if sid:
-                await reports.delete_at_twilio(session, state, "message", sid)
-    items = await subjects_of_caller(session, caller.id)
+    if records is None:
+        records = await twilio_records_of_caller(state, session, caller, request_id=request_id)
+    for kind, sid in records:
+        await reports.delete_at_twilio(session, state, kind, sid)
+    items = await subjects_of_caller(session, caller)
     for item in items:
+        own = item.kind == "caller"
         await shred(
             session,
             state.clock,
@@ -434,8 +414,8 @@ async def erase_caller(state: Any, session: AsyncSession, caller: Caller, *, req
             item.classes,
             actor=ERASER,
             reason="request",
-            object_type=item.kind,
-            object_id=item.label,
+            object_type="erasure" if own else item.kind,
+            object_id=request_id if own else item.label,
         )
     # Closed or not, their cases now say why they are empty.
     await session.execute(
@@ -444,7 +424,7 @@ async def erase_caller(state: Any, session: AsyncSession, caller: Caller, *, req
         .values(erased_at=state.clock.now(), erased_reason="request")
         .execution_options(synchronize_session=False)
     )
-    return len(items)
+    return Erased(cases=sum(1 for item in items if item.kind == "case"), subjects=len(items))
 
 
 async def active_hold(
@@ -517,3 +497,209 @@ async def twilio_report(session: AsyncSession, settings: Any) -> list[tuple[str,
         if calls:
             rows.append(("call records", int(calls), "kept at Twilio: HOTLINE_DELETE_CALLS_AT_TWILIO is off"))
     return rows
+
+
+# -- blind erasure requests -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Erased:
+    """What `erase_caller` shredded: counts only."""
+
+    cases: int
+    subjects: int
+
+
+@dataclass(frozen=True)
+class ErasureOutcome:
+    """What processing an approved erasure request found and did, shown to the approver and kept
+    in the access log: counts and flags only, nothing that names the caller."""
+
+    matched: int  # callers found with the number (0 or 1)
+    held: int  # 1 if a legal hold kept them (nothing of theirs was shredded)
+    erased_cases: int
+    shredded_subjects: int  # the caller's subjects (identity, cases, contacts, tasks)
+
+    def details(self) -> dict[str, int]:
+        return {
+            "matched": self.matched,
+            "held": self.held,
+            "erased_cases": self.erased_cases,
+            "shredded_subjects": self.shredded_subjects,
+        }
+
+
+async def twilio_records_of_caller(
+    state: Any, session: AsyncSession, caller: Caller, *, request_id: str
+) -> list[tuple[str, str]]:
+    """(kind, SID) of every record of the caller's that Twilio may hold: their contacts' calls and
+    messages, their cases' chat messages. Each reveal is audited under the erasure request and
+    commits (the broker's rule)."""
+    from app.access.policy import Principal, Purpose
+    from app.chats.models import ChatMessage
+
+    cleaner = Principal.system("twilio-cleanup")
+    records: list[tuple[str, str]] = []
+    contacts = list(await session.scalars(select(Contact).where(Contact.caller_id == caller.id)))
+    for contact in contacts:
+        if contact.twilio_sid is None:
+            continue
+        sid = await state.broker.reveal_for_system(
+            session,
+            cleaner,
+            contact,
+            "twilio_sid",
+            purpose=Purpose.twilio_cleanup,
+            object_type="erasure",
+            object_id=request_id,
+        )
+        if sid:
+            records.append(("call" if sid.startswith("CA") else "message", sid))
+    case_ids = list(await session.scalars(select(Case.id).where(Case.caller_id == caller.id)))
+    messages = list(
+        await session.scalars(
+            select(ChatMessage).where(
+                ChatMessage.case_id.in_(case_ids or [uuid.uuid4()]), ChatMessage.message_sid.is_not(None)
+            )
+        )
+    )
+    if messages:
+        sids = await state.broker.reveal_rows(
+            session,
+            cleaner,
+            messages,
+            "message_sid",
+            purpose=Purpose.twilio_cleanup,
+            action="system.reveal",
+            object_type="erasure",
+            object_id=request_id,
+        )
+        records += [("message", sid) for sid in sids if sid]
+    return records
+
+
+async def callers_on_hold(session: AsyncSession, caller_ids: Sequence[uuid.UUID]) -> bool:
+    """Whether an active legal hold keeps any of these callers: one on them, or one on any of their
+    cases (a case on hold keeps who it is about, as in `_held`)."""
+    if not caller_ids:
+        return False
+    their_cases = select(Case.id).where(Case.caller_id.in_(caller_ids))
+    found = await session.scalar(
+        select(LegalHold.id)
+        .where(
+            LegalHold.released_at.is_(None),
+            or_(LegalHold.caller_id.in_(caller_ids), LegalHold.case_id.in_(their_cases)),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def process_erasure(
+    state: Any, session: AsyncSession, request: ErasureRequest, *, approver_id: uuid.UUID, actor: Actor
+) -> ErasureOutcome:
+    """Approve a pending, blind erasure request and carry it out (the router has checked that the
+    approver is a second, distinct supervisor).
+
+    Only now is the number opened (as `system:erasure`), matched to a caller through the blind
+    index and confirmed, and holds checked. Every reveal is logged under the request's public id,
+    never the caller's, so the erasure does not link to the caller's other entries. The broker
+    commits per reveal, so all reveals come first (only their audit entries commit); then the
+    request is claimed with a conditional update (a concurrent approver gets 409 not_pending) and
+    the rest is flushed for the request's one commit: holds checked again, the caller erased
+    unless held, and the request's own number shredded whatever was found."""
+    from app.access.policy import Principal, Purpose
+    from app.callers.service import phone_index
+    from app.errors import Conflict
+
+    system = Principal.system("erasure")
+    request_id = request.public_id
+    number = await state.broker.reveal_for_system(
+        session,
+        system,
+        request,
+        "phone",
+        purpose=Purpose.erasure,
+        object_type="erasure",
+        object_id=request_id,
+    )
+    matches: list[Caller] = []
+    if number is not None:
+        candidates = list(
+            await session.scalars(
+                select(Caller)
+                .where(Caller.phone_index == phone_index(state.keys, number))
+                .order_by(Caller.id)
+            )
+        )
+        for candidate in candidates:
+            # The index is a truncated keyed hash: confirm by the sealed number (audited).
+            revealed = await state.broker.reveal_for_system(
+                session,
+                system,
+                candidate,
+                "phone",
+                purpose=Purpose.caller_match,
+                object_type="erasure",
+                object_id=request_id,
+            )
+            if revealed == number:
+                matches.append(candidate)
+    caller_ids = [caller.id for caller in matches]
+    held = await callers_on_hold(session, caller_ids)
+    records: list[list[tuple[str, str]]] = []
+    if not held:
+        for caller in matches:
+            records.append(await twilio_records_of_caller(state, session, caller, request_id=request_id))
+
+    claimed = await session.execute(
+        update(ErasureRequest)
+        .where(ErasureRequest.id == request.id, ErasureRequest.state == "pending")
+        .values(state="processed", approved_by_id=approver_id, approved_at=state.clock.now())
+        .execution_options(synchronize_session="fetch")
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        raise Conflict("This request is not pending.", code="not_pending")
+    audit.record(
+        session,
+        state.clock,
+        actor=actor,
+        action="erasure.approved",
+        object_type="erasure",
+        object_id=request_id,
+    )
+    # Again, in the transaction that shreds: a hold placed since the first look still counts.
+    held = held or await callers_on_hold(session, caller_ids)
+    erased = Erased(cases=0, subjects=0)
+    if not held:
+        for caller, caller_records in zip(matches, records, strict=True):
+            done = await erase_caller(state, session, caller, request_id=request_id, records=caller_records)
+            erased = Erased(cases=erased.cases + done.cases, subjects=erased.subjects + done.subjects)
+    # The typed number goes whatever was found: its key destroyed, the column cleared.
+    await shred(
+        session,
+        state.clock,
+        request.id,
+        (RetentionClass.caller_identity,),
+        actor=ERASER,
+        reason="request",
+        object_type="erasure",
+        object_id=request_id,
+    )
+    await session.refresh(request)
+    outcome = ErasureOutcome(
+        matched=len(matches),
+        held=int(held),
+        erased_cases=erased.cases,
+        shredded_subjects=erased.subjects,
+    )
+    audit.record(
+        session,
+        state.clock,
+        actor=ERASER,
+        action="erasure.processed",
+        object_type="erasure",
+        object_id=request_id,
+        details=outcome.details(),
+    )
+    return outcome
