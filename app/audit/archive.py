@@ -476,7 +476,7 @@ async def archive(
                 actor=actor,
                 action="audit.archived",
                 object_type="audit_segment",
-                object_id=str(end),
+                object_id=f"seq:{end}",
                 details={"first_seq": start, "last_seq": end, "entries": len(rows)},
             )
         anchor_seq, anchor_hash = end, trailer.last_hash

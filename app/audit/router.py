@@ -60,6 +60,14 @@ class AuditPage(BaseModel):
     total: int
 
 
+class AuditQuery(AuditFilter):
+    """The filter plus paging: one query model, because a model with `extra="forbid"` read from
+    the query string refuses every parameter it does not declare (paging was a 422 before)."""
+
+    page: int = Field(default=1, ge=1, le=100_000)
+    page_size: int = Field(default=100, ge=1, le=500)
+
+
 class ExportIn(AuditFilter):
     limit: int = Field(default=10_000, ge=1, le=100_000)
 
@@ -110,11 +118,10 @@ async def query_log(
     staff: AuditReader,
     db: DbSession,
     auth: Auth,
-    criteria: Annotated[AuditFilter, Query()],
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-    page_size: Annotated[int, Query(ge=1, le=500)] = 100,
+    criteria: Annotated[AuditQuery, Query()],
 ) -> AuditPage:
     """Newest first. Reading the log is itself recorded."""
+    page, page_size = criteria.page, criteria.page_size
     query = filtered(select(AuditEntry), criteria)
     total = await db.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = list(

@@ -24,6 +24,7 @@ from app.audit.chain import GENESIS, canonical_body, checkpoint_note, entry_hash
 from app.audit.models import AuditCheckpoint, AuditEntry, AuditSegment
 from app.clock import Clock
 from app.logging import request_id_var
+from app.publicid import ALPHABET
 from crypto.signing import CheckpointSigner
 
 PENDING_KEY = "hotline.audit.pending"
@@ -32,6 +33,15 @@ CHAIN_LOCK_KEY = 0x486F746C696E6541  # "HotlineA"
 
 _NAME = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 _SAFE_TEXT = re.compile(r"^[A-Za-z0-9_.:@/+-]{0,64}$")
+# What `object_id` and detail values may be (docs/architecture.md, "the access log"): a public id,
+# a key id, a chain position, or a code from a fixed vocabulary — never a row UUID, a number
+# (phone, reference code), a SID or a hash of an identifier, which would link entries to a person.
+_PUBLIC_ID = re.compile(rf"^[A-Z]{{1,3}}-[{ALPHABET}]{{4}}-[{ALPHABET}]{{4}}$")
+_KEY_ID = re.compile(r"^(kek-\d{8}-\d{1,3}(-[0-9a-f]{8})?|ed25519:[0-9a-f]{16})$")
+_SEQ = re.compile(r"^seq:\d{1,18}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_CODE = re.compile(r"^[a-z][a-z0-9_.:+-]{0,63}$")
+_LINKING = re.compile(r"\d{5,}|[0-9a-f]{12,}")  # a number, a UUID's or hash's hex
 
 
 class AuditError(ValueError):
@@ -59,6 +69,31 @@ def _safe(value: Any, what: str) -> Any:
     if isinstance(value, str) and _SAFE_TEXT.match(value):
         return value
     raise AuditError(f"audit {what} must be an id, number or flag (free text is sealed elsewhere)")
+
+
+def public_value(value: Any, what: str) -> Any:
+    """`value` if it may name something in the access log, else AuditError: counts and flags, public
+    ids (`CS-7K2M-9QDF`), key ids, chain positions (`seq:42`), dates and codes from a fixed vocabulary
+    (`enforcement_report`, `caller_identity+case_content`). Row UUIDs, phone numbers, reference
+    codes, SIDs and hex hashes are refused: the log is kept for years, and any of them would link
+    its entries to a person or to rows that must stay unlinkable."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, str) and (
+        _PUBLIC_ID.match(value)
+        or _KEY_ID.match(value)
+        or _SEQ.match(value)
+        or _DATE.match(value)
+        or (_CODE.match(value) and not _LINKING.search(value))
+    ):
+        return value
+    raise AuditError(f"audit {what} must be a public id, a count or a code: never a row id, number or hash")
+
+
+def _detail_key(key: Any) -> str:
+    if not isinstance(key, str) or not _NAME.match(key):
+        raise AuditError("audit detail keys are names from a fixed vocabulary")
+    return key
 
 
 def record(
@@ -99,15 +134,13 @@ def record(
         "actor_roles": ",".join(sorted(actor.roles)),
         "action": action,
         "object_type": object_type,
-        "object_id": _safe(object_id, "object id"),
+        "object_id": public_value(object_id, "object id"),
         "fields": ",".join(field_names),
         "purpose": purpose,
         "outcome": outcome,
         "request_id": _safe(request_id or request_id_var.get(), "request id"),
         "value_hash": value_hash,
-        "details": {
-            str(_safe(k, "detail key")): _safe(v, "detail value") for k, v in (details or {}).items()
-        },
+        "details": {_detail_key(k): public_value(v, "detail value") for k, v in (details or {}).items()},
     }
     sync_session = session.sync_session if isinstance(session, AsyncSession) else session
     sync_session.info.setdefault(PENDING_KEY, []).append(entry)
@@ -206,7 +239,7 @@ async def sign_checkpoint(
         actor=Actor("system:audit"),
         action="audit.checkpoint_signed",
         object_type="audit_checkpoint",
-        object_id=str(seq),
+        object_id=f"seq:{seq}",
         details={"key_id": signer.key_id},
     )
     return checkpoint

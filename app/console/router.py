@@ -22,7 +22,7 @@ from app.accounts.admin_router import list_users
 from app.accounts.auth import SESSION_COOKIE, holds_contact, principal_for
 from app.accounts.deps import Auth, Staff
 from app.audit.models import AuditVerification
-from app.audit.router import AuditFilter, query_log
+from app.audit.router import AuditQuery, query_log
 from app.calls.api import list_callbacks, list_offers
 from app.cases.models import Case
 from app.cases.router import get_case, list_cases
@@ -586,14 +586,16 @@ async def audit_page(
         return to_login()
     if Permission.audit_read not in staff.permissions:
         return not_found(request, staff)
-    criteria = AuditFilter(
+    criteria = AuditQuery(
         actor=actor or None,
         case=case or None,
         action=action or None,
         since=parse_time(since),
         until=parse_time(until),
+        page=page,
+        page_size=50,
     )
-    result = await query_log(staff, db, auth, criteria, page=page, page_size=50)
+    result = await query_log(staff, db, auth, criteria)
     filters = {"actor": actor or "", "case": case or "", "action": action or ""}
     filters.update(since=since or "", until=until or "")
     return render(

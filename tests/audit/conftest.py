@@ -9,6 +9,7 @@ from sqlalchemy import text
 from app.audit import service as audit
 from app.clock import FrozenClock
 from app.db.engine import Database
+from app.publicid import ALPHABET
 from crypto.keyfile import KeyMaterial, create_key_file
 
 TAMPER_TRIGGERS = {
@@ -26,6 +27,15 @@ def keys(tmp_path: Path) -> KeyMaterial:
     return create_key_file(tmp_path / "keys.json", development=True)
 
 
+def numbered_public_id(n: int) -> str:
+    """A valid public id that differs per `n` (the access log refuses anything else)."""
+    digits = ""
+    for _ in range(4):
+        n, index = divmod(n, len(ALPHABET))
+        digits = ALPHABET[index] + digits
+    return f"CS-2222-{digits}"
+
+
 async def append(database: Database, clock: FrozenClock, count: int, *, action: str = "case.reveal") -> None:
     """`count` committed entries, one transaction each, one second apart."""
     for n in range(count):
@@ -36,7 +46,7 @@ async def append(database: Database, clock: FrozenClock, count: int, *, action: 
                 actor=audit.Actor("U-TEST", ("volunteer",)),
                 action=action,
                 object_type="case",
-                object_id=f"HX-{n:04d}",
+                object_id=numbered_public_id(n),
                 fields=["caller_name"],
                 purpose="intake",
             )

@@ -48,7 +48,7 @@ async def test_rolled_back_transactions_leave_no_hole(
     await append(database, clock, 2)
     with pytest.raises(RuntimeError):
         async with database.sessionmaker() as session, session.begin():
-            audit.record(session, clock, actor=audit.SYSTEM, action="case.reveal", object_id="HX-X")
+            audit.record(session, clock, actor=audit.SYSTEM, action="case.reveal", object_id="CS-2222-2222")
             raise RuntimeError("request failed after recording")
     await append(database, clock, 1)
     async with database.sessionmaker() as session:

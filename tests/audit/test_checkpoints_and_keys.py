@@ -56,7 +56,7 @@ async def test_checkpoint_job_signs_every_n_entries_or_minutes(
     await runner.run_until_idle()
     assert [cp.seq for cp in await checkpoints(database)] == [3, 8, 9]
     signed = [e for e in await entries(database) if e.action == "audit.checkpoint_signed"]
-    assert [e.object_id for e in signed] == ["3", "8", "9"]
+    assert [e.object_id for e in signed] == ["seq:3", "seq:8", "seq:9"]
     assert all(e.details == {"key_id": keys.signer.key_id} for e in signed)
 
 

@@ -113,7 +113,7 @@ APPENDER = textwrap.dedent(
             try:
                 async with database.sessionmaker() as session, session.begin():
                     audit.record(session, clock, actor=audit.Actor(f"W-{worker}"), action="test.append",
-                                 object_id=f"{worker}-{n}")
+                                 object_id=f"w{worker}-n{n}")
                     if n % 7 == 3:
                         raise RuntimeError("roll this one back")
             except RuntimeError:
