@@ -17,14 +17,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.access.models import BreakGlassGrant
-from app.access.policy import STAFF_PURPOSES, Principal, Purpose, may_read_case_content, system_may_open
+from app.access.content import (
+    AuditedRefusal,
+    ContentAccess,
+    active_break_glass,
+    is_content_access,
+    record_refusal,
+)
+from app.access.policy import STAFF_PURPOSES, Principal, Purpose, system_may_open
 from app.audit import service as audit
 from app.cases.models import CASE_SEALED_FIELDS, Case
 from app.clock import Clock
@@ -52,19 +56,7 @@ class AccessBroker:
         self.clock = clock
 
     async def active_break_glass(self, session: AsyncSession, principal: Principal, case: Case) -> bool:
-        if principal.user_id is None:
-            return False
-        now: datetime = self.clock.now()
-        grant = await session.scalar(
-            select(BreakGlassGrant.id)
-            .where(
-                BreakGlassGrant.case_id == case.id,
-                BreakGlassGrant.supervisor_id == principal.user_id,
-                BreakGlassGrant.expires_at > now,
-            )
-            .limit(1)
-        )
-        return grant is not None
+        return await active_break_glass(session, self.clock, principal, case)
 
     async def deny(
         self,
@@ -77,54 +69,67 @@ class AccessBroker:
         fields: Sequence[str],
         purpose: str | None,
     ) -> NotFound:
-        """Record a refused access (committed on its own) and return the error to raise."""
-        await session.rollback()
-        audit.record(
-            session,
-            self.clock,
-            actor=principal.actor,
+        """Record a refused access (committed on its own) and return the error to raise: for
+        system components, whose sessions are not a request's (staff refusals raise
+        `AuditedRefusal` and the request's session dependency records them the same way)."""
+        refusal = AuditedRefusal(
+            principal,
             action=action,
             object_type=object_type,
             object_id=object_id,
             fields=fields,
             purpose=purpose,
-            outcome="denied",
         )
-        await session.commit()
+        await record_refusal(session, self.clock, refusal)
         return NotFound()
 
     async def reveal_case(
-        self, session: AsyncSession, principal: Principal, case: Case, fields: Sequence[str], purpose: Purpose
+        self, session: AsyncSession, access: ContentAccess, fields: Sequence[str], purpose: Purpose
     ) -> Revealed:
-        """A staff member reads sealed fields of a case they may see."""
+        """Sealed fields of a case whose content `access` proves readable."""
+        return await self.reveal_content(session, access, purpose=purpose, fields=fields)
+
+    async def reveal_content(
+        self,
+        session: AsyncSession,
+        access: ContentAccess,
+        *,
+        purpose: Purpose,
+        fields: Sequence[str] = (),
+        rows: Sequence[tuple[str, Any, str]] = (),
+        action: str = "case.reveal",
+        object_type: str = "case",
+        object_id: str | None = None,
+        audit_fields: Sequence[str] = (),
+    ) -> Revealed:
+        """A staff member's one reveal of a case's content: sealed `fields` of the case and any
+        other `rows` of it — (label, row, attribute): notes, the draft, chat messages, report
+        entries — in ONE audit entry and one commit, whatever the mix. Needs the capability
+        `check_content()` made: nothing else reaches staff plaintext."""
+        if not is_content_access(access):
+            raise TypeError("a staff reveal needs the ContentAccess made by check_content()")
         unknown = set(fields) - set(CASE_SEALED_FIELDS)
-        if unknown or not fields:
+        if unknown or not (fields or rows or audit_fields):
             raise InvalidInput("Name one or more sealed fields of the case.", code="unknown_field")
         if purpose not in STAFF_PURPOSES:
             raise InvalidInput("That purpose is not available to staff.", code="invalid_purpose")
-        break_glass = await self.active_break_glass(session, principal, case)
-        allowed = may_read_case_content(principal, case.assignee_id, break_glass=break_glass)
-        if purpose is Purpose.break_glass and not break_glass:
-            allowed = False
-        if not allowed:
-            raise await self.deny(
-                session,
-                principal,
-                action="case.reveal",
-                object_type="case",
-                object_id=case.public_id,
-                fields=fields,
-                purpose=purpose,
-            )
+        case = access.case
+        targets = [(name, case, name) for name in fields] + list(rows)
+        details: dict[str, Any] = {}
+        if rows:
+            details["count"] = len(rows)
+        if access.break_glass:
+            details["break_glass"] = True
         return await self._reveal(
             session,
-            principal,
-            [(case, name) for name in fields],
+            access.principal,
+            targets,
             purpose=purpose,
-            action="case.reveal",
-            object_type="case",
-            object_id=case.public_id,
-            details={"break_glass": True} if break_glass and case.assignee_id != principal.user_id else None,
+            action=action,
+            object_type=object_type,
+            object_id=object_id or case.public_id,
+            details=details or None,
+            audit_fields=[*fields, *audit_fields] if audit_fields else None,
         )
 
     async def reveal_rows(
@@ -139,20 +144,31 @@ class AccessBroker:
         object_type: str,
         object_id: str,
     ) -> list[str | None]:
-        """Several rows' values of one attribute in one audited batch (notes, chat messages).
-
-        The caller has already established that `principal` may read the parent object's content.
-        """
+        """Several rows' values of one attribute in one audited batch, for a system component
+        (deleting SIDs at Twilio, sending messages): its purpose must allow the field. Staff use
+        `reveal_content`, which needs the content capability."""
+        if not principal.is_system:
+            raise TypeError("staff reveals go through reveal_content(ContentAccess, …)")
+        field_ids = {seal_target(row, attribute).field_id for row in rows}
+        if rows and not system_may_open(principal, purpose, field_ids):
+            raise await self.deny(
+                session,
+                principal,
+                action=action,
+                object_type=object_type,
+                object_id=object_id,
+                fields=[attribute],
+                purpose=purpose,
+            )
         revealed = await self._reveal(
             session,
             principal,
-            [(row, attribute) for row in rows],
+            [(str(i), row, attribute) for i, row in enumerate(rows)],
             purpose=purpose,
             action=action,
             object_type=object_type,
             object_id=object_id,
             details={"count": len(rows)},
-            by_index=True,
         )
         return [revealed.values.get(f"{i}") for i in range(len(rows))]
 
@@ -182,7 +198,7 @@ class AccessBroker:
         revealed = await self._reveal(
             session,
             principal,
-            [(row, attribute)],
+            [(attribute, row, attribute)],
             purpose=purpose,
             action="system.reveal",
             object_type=object_type,
@@ -194,21 +210,21 @@ class AccessBroker:
         self,
         session: AsyncSession,
         principal: Principal,
-        targets: list[tuple[Any, str]],
+        targets: Sequence[tuple[str, Any, str]],
         *,
         purpose: Purpose,
         action: str,
         object_type: str,
         object_id: str,
         details: dict[str, Any] | None = None,
-        by_index: bool = False,
+        audit_fields: Sequence[str] | None = None,
     ) -> Revealed:
+        """(label, row, attribute) targets → values by label, after ONE audit entry is committed."""
         sealed: list[tuple[str, Any, str, Sealed]] = []
         result = Revealed()
-        for index, (row, attribute) in enumerate(targets):
+        for label, row, attribute in targets:
             if attribute not in sealed_columns(type(row)):
                 raise InvalidInput("Not a sealed field.", code="unknown_field")
-            label = str(index) if by_index else attribute
             value = getattr(row, attribute)
             if value is None:
                 result.values[label] = None
@@ -224,7 +240,7 @@ class AccessBroker:
             action=action,
             object_type=object_type,
             object_id=object_id,
-            fields=sorted({attribute for _, attribute in targets}),
+            fields=sorted(set(audit_fields) if audit_fields is not None else {a for _, _, a in targets}),
             purpose=purpose,
             details=details,
         )

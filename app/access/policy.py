@@ -37,6 +37,7 @@ class Purpose(StrEnum):
     store_voicemail = "store_voicemail"
     send_message = "send_message"
     anonymise = "anonymise"
+    erasure = "erasure"
 
 
 STAFF_PURPOSES = frozenset(
@@ -68,6 +69,9 @@ SYSTEM_FIELDS: dict[Purpose, frozenset[str]] = {
     Purpose.anonymise: frozenset({"chat_message.sid"}),
     # Texting a referral (an organisation's public details) to the caller's number.
     Purpose.referral: frozenset({"caller.phone"}),
+    # Processing an approved erasure: the number the requesting supervisor typed (then matched
+    # to a caller under `caller_match`).
+    Purpose.erasure: frozenset({"erasure_request.phone"}),
 }
 
 
@@ -110,6 +114,17 @@ def may_read_case_content(principal: Principal, assignee_id: uuid.UUID | None, *
     if principal.has(Role.volunteer) and assignee_id is not None and assignee_id == principal.user_id:
         return True
     return principal.has(Role.supervisor) and break_glass
+
+
+def may_read_report(principal: Principal, assignee_id: uuid.UUID | None) -> bool:
+    """An anonymous report's facts: the assigned volunteer, or any supervisor with a stated
+    purpose (audited). A report names nobody by design (nothing links it to its reporter), so
+    reading it needs no break-glass; volunteers still read only what is assigned to them."""
+    if principal.is_system:
+        return False
+    if principal.has(Role.volunteer) and assignee_id is not None and assignee_id == principal.user_id:
+        return True
+    return principal.has(Role.supervisor)
 
 
 def system_may_open(principal: Principal, purpose: Purpose, field_ids: set[str]) -> bool:

@@ -15,15 +15,16 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.access.content import check_content
 from app.access.models import BreakGlassGrant
 from app.access.permissions import Permission
-from app.access.policy import Principal, Purpose, may_read_case_content, may_see_case
-from app.accounts.auth import InvalidCredentials
+from app.access.policy import Principal, Purpose, may_read_case_content
 from app.accounts.deps import Auth, Staff, require
 from app.accounts.models import Role, User, UserStatus
 from app.audit import service as audit
 from app.callers.models import Caller
 from app.cases import service
+from app.cases.deps import CaseContent, visible_case
 from app.cases.models import Case, CaseNote, CaseStatus, IntakeDraft, Referral, Urgency
 from app.cases.schemas import (
     BreakGlassIn,
@@ -63,13 +64,6 @@ BreakGlasser = Annotated[Staff, require(Permission.break_glass)]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such case, or not yours to see (indistinguishable)."}
 }
-
-
-async def visible_case(db: AsyncSession, principal: Principal, public_id: str) -> Case:
-    case = await db.scalar(select(Case).where(Case.public_id == public_id))
-    if case is None or not may_see_case(principal, case.assignee_id):
-        raise NotFound()
-    return case
 
 
 async def public_ids(db: AsyncSession, user_ids: set[uuid.UUID | None]) -> dict[uuid.UUID | None, str]:
@@ -205,83 +199,65 @@ async def get_case(case_id: PublicId, staff: CaseReader, db: DbSession) -> CaseD
 async def reveal(
     case_id: PublicId, body: RevealIn, staff: CaseReader, db: DbSession, auth: Auth
 ) -> RevealOut:
-    """The only way to plaintext: one audit entry per request, committed before decryption."""
+    """The only way to plaintext: one check, one audit entry, one commit before decryption —
+    whatever mix of sealed fields, notes and the caller's own draft is asked for."""
     case = await visible_case(db, staff.principal, case_id)
     if case.erased_at is not None:
         raise Erased(erased_message(case.erased_reason))
-    broker = auth.broker
     purpose = Purpose(body.purpose)
-    fields = [f for f in dict.fromkeys(body.fields) if f not in ("notes", "draft")]
-    want_notes = "notes" in body.fields
-    if not fields:
-        # Notes only: check access like any content read, then one audited batch.
-        revealed_values: dict[str, str | None] = {}
-        erased: list[str] = []
-        if not may_read_case_content(
-            staff.principal,
-            case.assignee_id,
-            break_glass=await broker.active_break_glass(db, staff.principal, case),
-        ):
-            raise await broker.deny(
-                db,
-                staff.principal,
-                action="case.reveal",
-                object_type="case",
-                object_id=case.public_id,
-                fields=[f for f in body.fields if f in ("notes", "draft")],
-                purpose=purpose,
-            )
-    else:
-        result = await broker.reveal_case(db, staff.principal, case, fields, purpose)
-        revealed_values, erased = result.values, result.erased
-    notes_out = None
-    if want_notes:
-        case = await visible_case(db, staff.principal, case_id)
-        notes = await service.notes_of(db, case)
-        authors = await public_ids(db, {n.author_id for n in notes})
-        bodies = (
-            await broker.reveal_rows(
-                db,
-                staff.principal,
-                notes,
-                "body",
-                purpose=purpose,
-                action="case.notes_reveal",
-                object_type="case",
-                object_id=case.public_id,
-            )
-            if notes
-            else []
-        )
-        notes_out = [
-            NoteOut(id=n.public_id, author=authors.get(n.author_id, "?"), created_at=n.created_at, body=b)
-            for n, b in zip(notes, bodies, strict=True)
-        ]
-    draft_out = None
-    if "draft" in body.fields:
-        case = await visible_case(db, staff.principal, case_id)
-        draft = await db.scalar(
+    asked = list(dict.fromkeys(body.fields))
+    fields = [f for f in asked if f not in ("notes", "draft")]
+    access = await check_content(
+        db, auth.clock, staff.principal, case, action="case.reveal", fields=asked, purpose=purpose
+    )
+    notes = await service.notes_of(db, case) if "notes" in asked else []
+    draft = (
+        await db.scalar(
             select(IntakeDraft).where(IntakeDraft.case_id == case.id, IntakeDraft.author_id == staff.user.id)
         )
-        if draft is not None:
-            (text,) = await broker.reveal_rows(
-                db,
-                staff.principal,
-                [draft],
-                "fields",
-                purpose=purpose,
-                action="case.draft_reveal",
-                object_type="case",
-                object_id=case.public_id,
+        if "draft" in asked
+        else None
+    )
+    authors = await public_ids(db, {n.author_id for n in notes})
+    rows: list[tuple[str, Any, str]] = [(f"note:{i}", note, "body") for i, note in enumerate(notes)]
+    if draft is not None:
+        rows.append(("draft", draft, "fields"))
+    result = await auth.broker.reveal_content(
+        db,
+        access,
+        purpose=purpose,
+        fields=fields,
+        rows=rows,
+        audit_fields=[f for f in asked if f in ("notes", "draft")],
+    )
+    revealed_values = {name: result.values.get(name) for name in fields}
+    erased = [label for label in result.erased if label in fields]
+    notes_out = (
+        [
+            NoteOut(
+                id=n.public_id,
+                author=authors.get(n.author_id, "?"),
+                created_at=n.created_at,
+                body=result.values.get(f"note:{i}"),
             )
-            draft_out = json.loads(text) if text else None
+            for i, n in enumerate(notes)
+        ]
+        if "notes" in asked
+        else None
+    )
+    draft_text = result.values.get("draft")
+    draft_out = json.loads(draft_text) if draft_text else None
     return RevealOut(values=revealed_values, erased=erased, notes=notes_out, draft=draft_out)
 
 
 @router.patch(
     "/{case_id}",
     response_model=CaseDetail,
-    responses={**NOT_FOUND, 409: {"description": "Status move not allowed."}},
+    responses={
+        **NOT_FOUND,
+        403: {"description": "self_assignment: a supervisor does not assign a case to themselves."},
+        409: {"description": "Status move not allowed."},
+    },
 )
 async def update_case(
     case_id: PublicId, body: CasePatch, staff: CaseWriter, db: DbSession, auth: Auth
@@ -302,8 +278,31 @@ async def update_case(
     ):
         raise NotFound()
     if body.assignee is not None:
+        from app.access.models import CaseReassignment
+        from app.errors import Forbidden
+
         if Permission.cases_assign not in staff.permissions:
             raise NotFound()
+        if body.assignee == staff.user.public_id:
+            # The assignee reads the case's content: a supervisor who also volunteers would skip
+            # break-glass. Another supervisor may assign it to them (reviewed below).
+            case_public_id = case.public_id
+            await db.rollback()
+            audit.record(
+                db,
+                clock,
+                actor=actor,
+                action="case.assigned",
+                object_type="case",
+                object_id=case_public_id,
+                outcome="denied",
+                details={"assignee": body.assignee, "reason": "self_assignment"},
+            )
+            await db.commit()
+            raise Forbidden(
+                "Supervisors do not assign cases to themselves: ask another supervisor, or use break-glass.",
+                code="self_assignment",
+            )
         assignee = await db.scalar(select(User).where(User.public_id == body.assignee))
         if (
             assignee is None
@@ -311,6 +310,19 @@ async def update_case(
             or Role.volunteer not in assignee.role_set
         ):
             raise InvalidInput("Assign to an active volunteer.", code="invalid_assignee")
+        review = None
+        if assignee.id != case.assignee_id:
+            # Whoever it goes to reads the content from now on: listed for review by another
+            # supervisor, next to break-glass grants (`GET /api/v1/break-glass/reviews`).
+            review = CaseReassignment(
+                public_id=new_public_id("RA"),
+                case_id=case.id,
+                supervisor_id=staff.user.id,
+                assignee_id=assignee.id,
+                previous_assignee_id=case.assignee_id,
+                created_at=clock.now(),
+            )
+            db.add(review)
         case.assignee_id = assignee.id
         audit.record(
             db,
@@ -319,7 +331,7 @@ async def update_case(
             action="case.assigned",
             object_type="case",
             object_id=case.public_id,
-            details={"assignee": assignee.public_id},
+            details={"assignee": assignee.public_id, "review": review.public_id if review else None},
         )
     if body.status is not None:
         service.change_status(case, CaseStatus(body.status), clock)
@@ -359,25 +371,13 @@ async def update_case(
     return await detail(db, case)
 
 
-async def draft_case(db: AsyncSession, staff: Staff, auth: Any, case_id: str) -> Case:
-    """A case whose content the caller may write (assigned, or a supervisor's break-glass)."""
-    case = await visible_case(db, staff.principal, case_id)
-    if not may_read_case_content(
-        staff.principal,
-        case.assignee_id,
-        break_glass=await auth.broker.active_break_glass(db, staff.principal, case),
-    ):
-        raise NotFound()
-    return case
-
-
 @router.put("/{case_id}/draft", response_model=DraftSaved, responses=NOT_FOUND)
 async def save_draft(
-    case_id: PublicId, body: DraftIn, staff: CaseWriter, db: DbSession, auth: Auth
+    case_id: PublicId, body: DraftIn, staff: CaseWriter, access: CaseContent, db: DbSession, auth: Auth
 ) -> DraftSaved:
     """Autosave of the intake form being typed (sealed; one per case and person, replaced each
     time). Read it back through the reveal (`fields: ["draft"]`); saving the intake removes it."""
-    case = await draft_case(db, staff, auth, case_id)
+    case = access.case
     now = auth.clock.now()
     draft = await db.scalar(
         select(IntakeDraft).where(IntakeDraft.case_id == case.id, IntakeDraft.author_id == staff.user.id)
@@ -401,8 +401,10 @@ async def save_draft(
 
 
 @router.delete("/{case_id}/draft", status_code=204, responses=NOT_FOUND)
-async def discard_draft(case_id: PublicId, staff: CaseWriter, db: DbSession, auth: Auth) -> Response:
-    case = await draft_case(db, staff, auth, case_id)
+async def discard_draft(
+    case_id: PublicId, staff: CaseWriter, access: CaseContent, db: DbSession, auth: Auth
+) -> Response:
+    case = access.case
     await db.execute(
         delete(IntakeDraft).where(IntakeDraft.case_id == case.id, IntakeDraft.author_id == staff.user.id)
     )
@@ -411,16 +413,10 @@ async def discard_draft(case_id: PublicId, staff: CaseWriter, db: DbSession, aut
 
 @router.post("/{case_id}/notes", response_model=NoteCreated, status_code=201, responses=NOT_FOUND)
 async def add_note(
-    case_id: PublicId, body: NoteIn, staff: CaseWriter, db: DbSession, auth: Auth
+    case_id: PublicId, body: NoteIn, staff: CaseWriter, access: CaseContent, db: DbSession, auth: Auth
 ) -> NoteCreated:
     """Append-only: notes are never edited or deleted through the API."""
-    case = await visible_case(db, staff.principal, case_id)
-    if not may_read_case_content(
-        staff.principal,
-        case.assignee_id,
-        break_glass=await auth.broker.active_break_glass(db, staff.principal, case),
-    ):
-        raise NotFound()
+    case = access.case
     note = await service.add_note(
         db, auth.sealer, auth.clock, case, author=staff.user, actor=staff.principal.actor, body=body.body
     )
@@ -481,17 +477,16 @@ async def add_referral(
     },
 )
 async def send_referral(
-    case_id: PublicId, referral_id: PublicId, staff: CaseWriter, db: DbSession, auth: Auth
+    case_id: PublicId,
+    referral_id: PublicId,
+    staff: CaseWriter,
+    access: CaseContent,
+    db: DbSession,
+    auth: Auth,
 ) -> ReferralOut:
     """Text the organisation's public details (name, intake phone, web address, hours) to the
     caller; a job sends it. Only the assigned volunteer (or a supervisor with break-glass) may."""
-    case = await visible_case(db, staff.principal, case_id)
-    if not may_read_case_content(
-        staff.principal,
-        case.assignee_id,
-        break_glass=await auth.broker.active_break_glass(db, staff.principal, case),
-    ):
-        raise NotFound()
+    case = access.case
     referral = await db.scalar(
         select(Referral).where(Referral.public_id == referral_id, Referral.case_id == case.id)
     )
@@ -523,27 +518,29 @@ async def send_referral(
     "/{case_id}/break-glass",
     response_model=BreakGlassOut,
     status_code=201,
-    responses={**NOT_FOUND, 401: {"description": "The TOTP code did not verify."}},
+    responses={
+        **NOT_FOUND,
+        401: {"description": "The TOTP code did not verify."},
+        429: {"description": "Too many wrong codes: wait (Retry-After)."},
+    },
 )
 async def break_glass(
     case_id: PublicId, body: BreakGlassIn, staff: BreakGlasser, db: DbSession, auth: Auth
 ) -> BreakGlassOut:
-    """A supervisor's 30-minute access to one case's content: reason + fresh TOTP, flagged for review."""
+    """A supervisor's 30-minute access to one case's content: reason + fresh TOTP, flagged for review.
+    The code is throttled on the account's sign-in failure counter (`verify_second_factor`)."""
     case = await visible_case(db, staff.principal, case_id)
     case_pk, public_id, user, principal = case.id, case.public_id, staff.user, staff.principal
-    if not await auth.check_totp(db, user, body.totp):
-        await db.rollback()
-        audit.record(
-            db,
-            auth.clock,
-            actor=principal.actor,
-            action="case.break_glass",
-            object_type="case",
-            object_id=public_id,
-            outcome="denied",
-        )
-        await db.commit()
-        raise InvalidCredentials()
+    await auth.verify_second_factor(
+        db,
+        user,
+        body.totp,
+        staff_session=staff.session,
+        action="case.break_glass",
+        object_type="case",
+        object_id=public_id,
+        actor=principal.actor,
+    )
     now = auth.clock.now()
     grant = BreakGlassGrant(
         public_id=new_public_id("BG"),

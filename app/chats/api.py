@@ -13,8 +13,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
 
+from app.access.content import check_content
 from app.access.permissions import Permission
-from app.access.policy import Purpose, may_read_case_content
+from app.access.policy import Purpose
 from app.accounts.deps import Auth, Staff, require
 from app.cases.models import Case
 from app.cases.router import public_ids, visible_case
@@ -146,22 +147,18 @@ async def reveal_messages(
 ) -> RevealedMessages:
     """Bodies of the messages after `after` (up to 100), for a stated purpose: one audit entry."""
     conversation, case = await visible_conversation(db, staff, conversation_id)
-    broker = auth.broker
     purpose = Purpose(body.purpose)
-    if not may_read_case_content(
+    access = await check_content(
+        db,
+        auth.clock,
         staff.principal,
-        case.assignee_id,
-        break_glass=await broker.active_break_glass(db, staff.principal, case),
-    ):
-        raise await broker.deny(
-            db,
-            staff.principal,
-            action="chat.reveal",
-            object_type="conversation",
-            object_id=conversation.public_id,
-            fields=["body"],
-            purpose=purpose,
-        )
+        case,
+        action="chat.reveal",
+        object_type="conversation",
+        object_id=conversation.public_id,
+        fields=["body"],
+        purpose=purpose,
+    )
     rows = await messages_of(db, conversation)
     if body.after is not None:
         index = next((i for i, m in enumerate(rows) if m.public_id == body.after), None)
@@ -169,20 +166,20 @@ async def reveal_messages(
             raise NotFound()
         rows = rows[index + 1 :]
     batch, more = rows[:REVEAL_BATCH], len(rows) > REVEAL_BATCH
-    bodies = (
-        await broker.reveal_rows(
+    revealed = (
+        await auth.broker.reveal_content(
             db,
-            staff.principal,
-            batch,
-            "body",
+            access,
             purpose=purpose,
+            rows=[(str(i), message, "body") for i, message in enumerate(batch)],
             action="chat.reveal",
             object_type="conversation",
             object_id=conversation.public_id,
         )
         if batch
-        else []
+        else None
     )
+    bodies = [revealed.values.get(str(i)) if revealed else None for i in range(len(batch))]
     return RevealedMessages(
         messages=[
             RevealedMessage(id=m.public_id, direction=m.direction, created_at=m.created_at, body=b)
@@ -203,8 +200,16 @@ async def send_reply(
 ) -> ReplyOut:
     """Reply to the caller (stored sealed at once, sent by a job). Only the assigned volunteer."""
     conversation, case = await visible_conversation(db, staff, conversation_id)
-    if not may_read_case_content(staff.principal, case.assignee_id, break_glass=False):
-        raise NotFound()
+    await check_content(
+        db,
+        auth.clock,
+        staff.principal,
+        case,
+        action="chat.reply",
+        object_type="conversation",
+        object_id=conversation.public_id,
+        assigned_only=True,
+    )
     message = await service.reply(
         _state(auth), db, conversation, staff.user, body.body, actor=staff.principal.actor
     )
@@ -217,8 +222,16 @@ async def close_conversation(
 ) -> ClosedOut:
     """End the conversation (the caller can write again any time: that opens a new one)."""
     conversation, case = await visible_conversation(db, staff, conversation_id)
-    if not may_read_case_content(staff.principal, case.assignee_id, break_glass=False):
-        raise NotFound()
+    await check_content(
+        db,
+        auth.clock,
+        staff.principal,
+        case,
+        action="chat.close",
+        object_type="conversation",
+        object_id=conversation.public_id,
+        assigned_only=True,
+    )
     await service.close(_state(auth), db, conversation, reason="volunteer")
     return ClosedOut(id=conversation.public_id, state=conversation.state)
 

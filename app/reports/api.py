@@ -1,6 +1,7 @@
-"""Reading an anonymous report: the same rule as any case's content (the assigned volunteer, or a
-supervisor with break-glass), one audited batch per request, purpose stated. A report's metadata
-is in `GET /cases/{id}` like any case; its entries only come through here."""
+"""Reading an anonymous report: the assigned volunteer, or any supervisor with a stated purpose —
+no break-glass, as a report names nobody (`check_content(anonymous_report=True)`) — one audited
+batch per request. A report's metadata is in `GET /cases/{id}` like any case; its entries only
+come through here."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
+from app.access.content import check_content
 from app.access.permissions import Permission
-from app.access.policy import Purpose, may_read_case_content
+from app.access.policy import Purpose
 from app.accounts.deps import Auth, Staff, require
 from app.cases.router import visible_case
 from app.cases.schemas import PublicId, StaffPurpose
@@ -65,44 +67,34 @@ async def reveal_report(
     if case.erased_at is not None:
         raise Erased(erased_message(case.erased_reason))
     purpose = Purpose(body.purpose)
-    allowed = may_read_case_content(
+    access = await check_content(
+        db,
+        auth.clock,
         staff.principal,
-        case.assignee_id,
-        break_glass=await auth.broker.active_break_glass(db, staff.principal, case),
+        case,
+        action="report.reveal",
+        fields=["report"],
+        purpose=purpose,
+        anonymous_report=True,
     )
-    if purpose is Purpose.break_glass and not await auth.broker.active_break_glass(db, staff.principal, case):
-        allowed = False
-    if not allowed:
-        raise await auth.broker.deny(
-            db,
-            staff.principal,
-            action="report.reveal",
-            object_type="case",
-            object_id=case.public_id,
-            fields=["report"],
-            purpose=purpose,
-        )
     entries = list(
         await db.scalars(
             select(ReportEntry).where(ReportEntry.report_id == report.id).order_by(ReportEntry.created_at)
         )
     )
     texts = [entry for entry in entries if entry.kind == "text"]
-    bodies = (
-        await auth.broker.reveal_rows(
+    revealed = (
+        await auth.broker.reveal_content(
             db,
-            staff.principal,
-            texts,
-            "body",
+            access,
             purpose=purpose,
+            rows=[(entry.public_id, entry, "body") for entry in texts],
             action="report.reveal",
-            object_type="case",
-            object_id=case.public_id,
         )
         if texts
-        else []
+        else None
     )
-    text_of = {entry.id: value for entry, value in zip(texts, bodies, strict=True)}
+    text_of = {entry.id: revealed.values.get(entry.public_id) if revealed else None for entry in texts}
     return ReportOut(
         id=report.public_id,
         category=report.category,

@@ -11,6 +11,7 @@ from sqlalchemy import delete, event, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.access.content import AuditedRefusal, ContentAccess, check_content
 from app.access.models import BreakGlassGrant
 from app.access.policy import Principal, Purpose
 from app.accounts.models import User
@@ -22,7 +23,7 @@ from app.keys.models import DataKeyRecord
 from app.keys.sealed import PlaintextAssignment, Sealed
 from app.publicid import new_public_id
 from crypto.errors import DecryptionError
-from tests.support.factories import Services, make_case, make_user, principal_of
+from tests.support.factories import Services, make_case, make_user, principal_of, staff_reveal
 
 FIELDS = {"caller_name": "Rosa Canary-Quispe", "a_number": "A012345678", "code_word": "girasol"}
 
@@ -57,8 +58,8 @@ async def test_assigned_volunteer_reads_and_the_read_is_audited_first(services: 
     volunteer, *_, public_id = await setup_case(services)
     async with services.database.sessionmaker() as session:
         case = await load_case(session, public_id)
-        revealed = await services.broker.reveal_case(
-            session, volunteer, case, ["caller_name", "a_number"], Purpose.intake
+        revealed = await staff_reveal(
+            services.broker, session, volunteer, case, ["caller_name", "a_number"], Purpose.intake
         )
     assert revealed.values == {"caller_name": "Rosa Canary-Quispe", "a_number": "A012345678"}
     entry = (await audit_rows(services))[-1]
@@ -84,7 +85,7 @@ async def test_everyone_else_is_denied_as_not_found_and_audited(services: Servic
     async with services.database.sessionmaker() as session:
         case = await load_case(session, public_id)
         with pytest.raises(NotFound):
-            await services.broker.reveal_case(session, principal, case, ["caller_name"], Purpose.intake)
+            await staff_reveal(services.broker, session, principal, case, ["caller_name"], Purpose.intake)
     entry = (await audit_rows(services))[-1]
     assert (entry.action, entry.actor_id, entry.outcome) == ("case.reveal", principal.id, "denied")
 
@@ -104,8 +105,8 @@ async def test_supervisor_reads_only_with_an_active_break_glass_grant(services: 
         session.add(grant)
     async with services.database.sessionmaker() as session:
         case = await load_case(session, public_id)
-        revealed = await services.broker.reveal_case(
-            session, supervisor, case, ["code_word"], Purpose.break_glass
+        revealed = await staff_reveal(
+            services.broker, session, supervisor, case, ["code_word"], Purpose.break_glass
         )
     assert revealed.values == {"code_word": "girasol"}
     assert (await audit_rows(services))[-1].details == {"break_glass": True}
@@ -113,7 +114,7 @@ async def test_supervisor_reads_only_with_an_active_break_glass_grant(services: 
     async with services.database.sessionmaker() as session:
         case = await load_case(session, public_id)
         with pytest.raises(NotFound):
-            await services.broker.reveal_case(session, supervisor, case, ["code_word"], Purpose.break_glass)
+            await staff_reveal(services.broker, session, supervisor, case, ["code_word"], Purpose.break_glass)
 
 
 async def test_system_purposes_open_only_their_fields(services: Services) -> None:
@@ -147,10 +148,10 @@ async def test_bad_reveal_requests_are_refused_before_anything(services: Service
     async with services.database.sessionmaker() as session:
         case = await load_case(session, public_id)
         with pytest.raises(InvalidInput):
-            await services.broker.reveal_case(session, volunteer, case, ["status"], Purpose.intake)
+            await staff_reveal(services.broker, session, volunteer, case, ["status"], Purpose.intake)
         with pytest.raises(InvalidInput):
-            await services.broker.reveal_case(
-                session, volunteer, case, ["caller_name"], Purpose.dial_volunteer
+            await staff_reveal(
+                services.broker, session, volunteer, case, ["caller_name"], Purpose.dial_volunteer
             )
     assert len(await audit_rows(services)) == before
 
@@ -167,7 +168,7 @@ async def test_fail_closed_when_the_audit_insert_fails(
     async with services.database.sessionmaker() as session:
         case = await load_case(session, public_id)
         with pytest.raises(IntegrityError) as caught:
-            await services.broker.reveal_case(session, volunteer, case, ["caller_name"], Purpose.intake)
+            await staff_reveal(services.broker, session, volunteer, case, ["caller_name"], Purpose.intake)
     monkeypatch.undo()
     assert "Canary" not in repr(caught.value) and "Canary" not in str(caught.value)
     assert len(await audit_rows(services)) == before
@@ -190,8 +191,8 @@ async def test_fail_closed_when_commit_fails_after_the_audit_row_is_written(serv
         async with services.database.sessionmaker() as session:
             case = await load_case(session, public_id)
             with pytest.raises(RuntimeError, match="disk full"):
-                result = await services.broker.reveal_case(
-                    session, volunteer, case, ["caller_name"], Purpose.intake
+                result = await staff_reveal(
+                    services.broker, session, volunteer, case, ["caller_name"], Purpose.intake
                 )
     finally:
         event.remove(Session, "before_commit", fail_after_audit)
@@ -211,8 +212,8 @@ async def test_destroyed_data_key_reads_as_erased(services: Services) -> None:
         )
     async with services.database.sessionmaker() as session:
         case = await load_case(session, public_id)
-        revealed = await services.broker.reveal_case(
-            session, volunteer, case, ["caller_name"], Purpose.intake
+        revealed = await staff_reveal(
+            services.broker, session, volunteer, case, ["caller_name"], Purpose.intake
         )
     assert revealed.values == {"caller_name": None} and revealed.erased == ["caller_name"]
 
@@ -235,19 +236,49 @@ async def test_notes_are_revealed_in_one_audited_batch(services: Services) -> No
     async with services.database.sessionmaker() as session:
         case = await load_case(session, public_id)
         notes = await notes_of(session, case)
-        bodies = await services.broker.reveal_rows(
+        access = await check_content(session, services.clock, volunteer, case)
+        revealed = await services.broker.reveal_content(
             session,
-            volunteer,
-            notes,
-            "body",
+            access,
             purpose=Purpose.intake,
-            action="case.notes_reveal",
-            object_type="case",
-            object_id=public_id,
+            rows=[(str(i), note, "body") for i, note in enumerate(notes)],
+            audit_fields=["notes"],
         )
-    assert bodies == ["first call: husband detained", "second call: hearing moved"]
+    assert [revealed.values[str(i)] for i in range(2)] == [
+        "first call: husband detained",
+        "second call: hearing moved",
+    ]
     entry = (await audit_rows(services))[-1]
-    assert (entry.action, entry.details) == ("case.notes_reveal", {"count": 2})
+    assert (entry.action, entry.fields, entry.details) == ("case.reveal", "notes", {"count": 2})
+
+
+async def test_no_staff_reveal_without_the_content_capability(services: Services) -> None:
+    """Every staff reveal needs the ContentAccess that only check_content() makes: the broker
+    refuses a principal, a forged capability, and staff on the system path."""
+    volunteer, other, *_, public_id = await setup_case(services)
+    async with services.database.sessionmaker() as session:
+        case = await load_case(session, public_id)
+        with pytest.raises(TypeError):
+            await services.broker.reveal_case(session, volunteer, ["caller_name"], Purpose.intake)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            ContentAccess(case, volunteer, False)
+        with pytest.raises(TypeError):
+            await services.broker.reveal_rows(
+                session,
+                volunteer,
+                [case],
+                "caller_name",
+                purpose=Purpose.intake,
+                action="case.reveal",
+                object_type="case",
+                object_id=public_id,
+            )
+        with pytest.raises(AuditedRefusal):
+            await check_content(session, services.clock, other, case)
+    before = len(await audit_rows(services))
+    assert before > 0 and all(
+        e.action != "case.reveal" or e.outcome == "denied" for e in await audit_rows(services)
+    )
 
 
 async def test_sealed_values_are_opaque_and_plaintext_cannot_be_assigned(services: Services) -> None:
@@ -283,13 +314,15 @@ async def test_ciphertext_moved_to_another_row_column_or_case_fails(services: Se
         # Another column of the same row: the field id is bound into the ciphertext.
         case.country_of_origin = stolen_name
         with pytest.raises(DecryptionError):
-            await services.broker.reveal_case(session, volunteer, case, ["country_of_origin"], Purpose.intake)
+            await staff_reveal(
+                services.broker, session, volunteer, case, ["country_of_origin"], Purpose.intake
+            )
     async with services.database.sessionmaker() as session:
         other = await load_case(session, other_id)
         case = await load_case(session, public_id)
         other.caller_name = case.caller_name  # another row and subject
         with pytest.raises(DecryptionError):
-            await services.broker.reveal_case(session, volunteer, other, ["caller_name"], Purpose.intake)
+            await staff_reveal(services.broker, session, volunteer, other, ["caller_name"], Purpose.intake)
 
 
 async def test_a_key_whose_creation_rolled_back_is_never_sealed_with(services: Services) -> None:
@@ -312,7 +345,7 @@ async def test_a_key_whose_creation_rolled_back_is_never_sealed_with(services: S
         await session.commit()
     async with services.database.sessionmaker() as session:
         case = await load_case(session, public_id)
-        revealed = await services.broker.reveal_case(
-            session, volunteer, case, ["caller_name"], Purpose.intake
+        revealed = await staff_reveal(
+            services.broker, session, volunteer, case, ["caller_name"], Purpose.intake
         )
     assert revealed.values == {"caller_name": "Rosa Canary-Quispe"} and revealed.erased == []

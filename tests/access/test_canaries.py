@@ -14,7 +14,7 @@ from app.contacts.models import Channel
 from app.contacts.service import contact_by_sid, create_contact
 from app.db.engine import Database
 from tests.support.canary import CanaryScan, LogCapture
-from tests.support.factories import Services, make_case, make_user, principal_of
+from tests.support.factories import Services, make_case, make_user, principal_of, staff_reveal
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,7 +81,8 @@ async def test_services_leave_no_plaintext_anywhere(
         from app.cases.models import Case
 
         loaded = (await session.scalars(select(Case).where(Case.public_id == case_id))).one()
-        revealed = await services.broker.reveal_case(
+        revealed = await staff_reveal(
+            services.broker,
             session,
             volunteer_principal,
             loaded,

@@ -94,7 +94,51 @@ async def test_each_reveal_is_one_audit_entry_naming_the_fields(app: FastAPI) ->
         headers=volunteer.headers(),
     )
     assert [n["body"] for n in notes.json()["notes"]] == ["first note"]
-    assert [e.action for e in (await entries(app))[before + 1 :]] == ["case.notes_reveal"]
+    assert [(e.action, e.fields) for e in (await entries(app))[before + 1 :]] == [("case.reveal", "notes")]
+
+
+async def test_a_reveal_of_fields_notes_and_draft_is_one_audit_entry_and_one_commit(app: FastAPI) -> None:
+    """The design promises one entry per reveal, whatever the mix (it used to write up to three
+    and commit three times)."""
+    from sqlalchemy import event
+
+    volunteer = await sign_in(app)
+    case = await new_case(app, volunteer, caller_name="Ana Canary", a_number="A012345678")
+    for body in ("first note", "second note"):
+        await volunteer.http.post(
+            f"/api/v1/cases/{case}/notes", json={"body": body}, headers=volunteer.headers()
+        )
+    saved = await volunteer.http.put(
+        f"/api/v1/cases/{case}/draft", json={"fields": {"caller_name": "Ana C."}}, headers=volunteer.headers()
+    )
+    assert saved.status_code == 200, saved.text
+    before = len(await entries(app))
+    commits: list[int] = []
+
+    def count_commit(_connection: object) -> None:
+        commits.append(1)
+
+    engine = app.state.database.engine.sync_engine
+    event.listen(engine, "commit", count_commit)
+    try:
+        response = await volunteer.http.post(
+            f"/api/v1/cases/{case}/reveal",
+            json={"fields": ["caller_name", "notes", "draft"], "purpose": "intake"},
+            headers=volunteer.headers(),
+        )
+    finally:
+        event.remove(engine, "commit", count_commit)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["values"] == {"caller_name": "Ana Canary"}
+    assert [n["body"] for n in body["notes"]] == ["first note", "second note"]
+    assert body["draft"] == {"caller_name": "Ana C."}
+    new = (await entries(app))[before:]
+    assert [(e.action, e.fields, e.purpose, e.details) for e in new] == [
+        ("case.reveal", "caller_name,draft,notes", "intake", {"count": 3})
+    ]
+    # The broker's commit of the audit entry, then the request's own (nothing left to write).
+    assert len(commits) <= 2
 
 
 async def test_intake_fields_are_validated_and_bad_input_changes_nothing(app: FastAPI) -> None:

@@ -40,8 +40,9 @@ async def test_a_draft_round_trip(app: FastAPI) -> None:
     assert revealed.status_code == 200, revealed.text
     assert revealed.json()["draft"] == TYPED
     async with app.state.database.sessionmaker() as session:
-        audited = await session.scalar(select(AuditEntry).where(AuditEntry.action == "case.draft_reveal"))
-        assert audited is not None and audited.purpose == "intake"
+        audited = list(await session.scalars(select(AuditEntry).where(AuditEntry.action == "case.reveal")))
+        # One entry for the whole reveal: the field, the notes and the draft.
+        assert [(e.fields, e.purpose) for e in audited] == [("caller_name,draft,notes", "intake")]
     # Saving the intake removes the draft.
     patched = await volunteer.http.patch(
         f"/api/v1/cases/{case_id}", json={"fields": {"caller_name": "Ana"}}, headers=volunteer.headers()

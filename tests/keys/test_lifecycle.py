@@ -23,7 +23,7 @@ from app.settings import Settings
 from crypto.keyfile import load_key_file
 from crypto.keyring import KekState
 from tests.support.cli import hotline as run_cli
-from tests.support.factories import make_case, make_services, make_user, principal_of
+from tests.support.factories import make_case, make_services, make_user, principal_of, staff_reveal
 
 ROTATE, RETAIN = 90, 35
 
@@ -90,8 +90,8 @@ async def test_scheduled_rotation_and_destruction_with_two_workers(
 
     async with database.sessionmaker() as session:
         row = (await session.scalars(select(Case).where(Case.id == case.id))).one()
-        got = await AccessBroker(other_sealer, clock).reveal_case(
-            session, principal, row, ["caller_name"], Purpose.intake
+        got = await staff_reveal(
+            AccessBroker(other_sealer, clock), session, principal, row, ["caller_name"], Purpose.intake
         )
         assert got.values["caller_name"] == "Ana"
     assert other.keyring.active_kek_id == second

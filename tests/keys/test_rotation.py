@@ -22,7 +22,7 @@ from app.keys.rotation import KeyOperationRefused, destroy_retired, live_keys_by
 from crypto.keyfile import load_key_file
 from crypto.keyring import KekState
 from tests.support.cli import hotline as run_cli
-from tests.support.factories import make_case, make_services, make_user, principal_of
+from tests.support.factories import make_case, make_services, make_user, principal_of, staff_reveal
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR = Actor("cli:test")
@@ -80,8 +80,8 @@ async def test_rotation_under_concurrent_reads_and_writes(
                     else:
                         expected = shadow[public_id]
                         case = (await session.scalars(select(Case).where(Case.public_id == public_id))).one()
-                        got = await services.broker.reveal_case(
-                            session, principal, case, ["caller_name"], Purpose.intake
+                        got = await staff_reveal(
+                            services.broker, session, principal, case, ["caller_name"], Purpose.intake
                         )
                         if got.values["caller_name"] != expected and shadow[public_id] == expected:
                             raise AssertionError(f"lost update on {public_id}")
@@ -123,7 +123,7 @@ async def test_rotation_under_concurrent_reads_and_writes(
         sample = random.Random(1).sample(list(shadow), 50)
         for public_id in sample:
             case = (await session.scalars(select(Case).where(Case.public_id == public_id))).one()
-            got = await fresh.broker.reveal_case(session, principal, case, ["caller_name"], Purpose.intake)
+            got = await staff_reveal(fresh.broker, session, principal, case, ["caller_name"], Purpose.intake)
             assert got.values["caller_name"] == shadow[public_id]
 
 

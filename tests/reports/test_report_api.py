@@ -55,10 +55,18 @@ async def test_the_assigned_volunteer_reads_the_report_once_audited(
     )
     assert assigned.status_code == 200, assigned.text
 
-    denied = await supervisor.http.post(
+    # A report names nobody: a supervisor reads it with a stated purpose, audited, no break-glass.
+    supervised = await supervisor.http.post(
         f"/api/v1/cases/{case_id}/report/reveal", json={"purpose": "follow_up"}, headers=supervisor.headers()
     )
-    assert denied.status_code == 404  # no break-glass: looks like nothing is there
+    assert supervised.status_code == 200, supervised.text
+    assert [e["text"] for e in supervised.json()["entries"]] == [FACTS, "three of them"]
+    claimed = await supervisor.http.post(
+        f"/api/v1/cases/{case_id}/report/reveal",
+        json={"purpose": "break_glass"},
+        headers=supervisor.headers(),
+    )
+    assert claimed.status_code == 404  # break-glass claimed without a grant: refused, audited
     unseen = await other.http.post(
         f"/api/v1/cases/{case_id}/report/reveal", json={"purpose": "follow_up"}, headers=other.headers()
     )
@@ -86,4 +94,4 @@ async def test_the_assigned_volunteer_reads_the_report_once_audited(
             e.outcome
             for e in await session.scalars(select(AuditEntry).where(AuditEntry.action == "report.reveal"))
         ]
-    assert actions.count("report.reveal") == 2 and sorted(outcomes) == ["denied", "ok"]
+    assert actions.count("report.reveal") == 3 and sorted(outcomes) == ["denied", "ok", "ok"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -89,3 +90,22 @@ async def make_case(
         assignee=assignee,
         fields=fields or {},
     )
+
+
+async def staff_reveal(
+    broker: Any, session: AsyncSession, principal: Principal, case: Case, fields: list[str], purpose: Any
+) -> Any:
+    """A staff member's reveal of case fields, as a request makes it: the content check (a refusal
+    is recorded and raised as NotFound, as the request's session dependency does), then the
+    broker's reveal with the capability the check returned."""
+    from app.access.content import AuditedRefusal, check_content, record_refusal
+    from app.errors import NotFound
+
+    try:
+        access = await check_content(
+            session, broker.clock, principal, case, action="case.reveal", fields=fields, purpose=purpose
+        )
+    except AuditedRefusal as refusal:
+        await record_refusal(session, broker.clock, refusal)
+        raise NotFound() from None
+    return await broker.reveal_case(session, access, fields, purpose)
