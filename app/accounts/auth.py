@@ -7,14 +7,20 @@
   stop hard at 100, but a browser that completed a full sign-in before (hashed device cookie)
   still gets through, and a supervisor can clear the stop. Unknown addresses are throttled the
   same way in memory, so throttling does not reveal which accounts exist.
+* Second factors inside a session (step-up, break-glass — and so MFA resets, which need a fresh
+  step-up) count on the same per-account counter: refused with 429 while the sign-in delay runs,
+  and after `SECOND_FACTOR_SESSION_LIMIT` consecutive failures the session is ended (audited).
 * Password hashing runs in worker threads, at most two at a time, so a flood of sign-ins cannot
-  starve the event loop that answers Twilio.
+  starve the event loop that answers Twilio. No transaction is held while waiting for it, the
+  queue is bounded (429 at once, without hashing, when it is long, overall or from one address),
+  and a sign-in carrying a known-device cookie for the account has its own lane.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import secrets
 import time
 from collections import defaultdict, deque
@@ -35,6 +41,7 @@ from app.audit import service as audit
 from app.audit.service import Actor
 from app.clock import Clock
 from app.errors import DomainError, InvalidInput, Unauthenticated
+from app.events import service as live
 from app.keys.store import KeyStore, Sealer
 from app.routing.models import Task, TaskState
 from app.settings import Settings
@@ -45,6 +52,14 @@ CSRF_HEADER = "X-CSRF-Token"
 DEVICE_LIFETIME = timedelta(days=180)
 DELAY_FROM_FAILURE = 5
 HARD_STOP_AT = 100
+# A wrong step-up or break-glass code that brings the account's consecutive failures (sign-in
+# included) to this many ends the session it came from: with the delays from the 5th failure
+# (1, 2, 4, 8, 16 s) a stolen session yields at most 10 guesses of a 6-digit code.
+SECOND_FACTOR_SESSION_LIMIT = 10
+# Sign-ins waiting for or in argon2 at once: beyond these, 429 at once without hashing. Two hashes
+# run at a time, so 16 in the queue stay well inside the API deadline (8 s).
+HASH_QUEUE_LIMIT = 16
+HASH_QUEUE_PER_ADDRESS = 4
 SIGN_IN = Principal.system("sign-in")
 ANONYMOUS = Actor("anonymous")
 
@@ -82,15 +97,58 @@ def failure_delay(failures: int) -> timedelta:
 
 
 class CredentialHasher:
-    """argon2id off the event loop, with bounded concurrency."""
+    """argon2id off the event loop, with bounded concurrency and a bounded queue.
 
-    def __init__(self, passwords: Passwords | None = None, concurrency: int = 2) -> None:
+    A sign-in joins the queue only while fewer than `queue_limit` are queued (waiting or hashing)
+    overall and fewer than `per_address_limit` from its address; otherwise `TooManyAttempts` at
+    once, before any hashing. A sign-in with a known-device cookie for the account skips the queue
+    and its limits: it hashes in its own lane (`known_device_concurrency`), so a flood from
+    elsewhere does not delay a volunteer's own browser.
+    """
+
+    def __init__(
+        self,
+        passwords: Passwords | None = None,
+        concurrency: int = 2,
+        *,
+        queue_limit: int = HASH_QUEUE_LIMIT,
+        per_address_limit: int = HASH_QUEUE_PER_ADDRESS,
+        known_device_concurrency: int = 1,
+    ) -> None:
         self.passwords = passwords or Passwords()
         self._slots = asyncio.Semaphore(concurrency)
+        self._known_device_slots = asyncio.Semaphore(known_device_concurrency)
+        self.queue_limit = queue_limit
+        self.per_address_limit = per_address_limit
+        self._queued = 0
+        self._queued_from: dict[str, int] = {}
 
-    async def verify(self, stored_hash: str | None, password: str) -> bool:
-        async with self._slots:
-            return await asyncio.to_thread(self.passwords.verify, stored_hash, password)
+    async def verify(
+        self,
+        stored_hash: str | None,
+        password: str,
+        *,
+        address: str | None = None,
+        known_device: bool = False,
+    ) -> bool:
+        if known_device:
+            async with self._known_device_slots:
+                return await asyncio.to_thread(self.passwords.verify, stored_hash, password)
+        key = address or "unknown"
+        if self._queued >= self.queue_limit or self._queued_from.get(key, 0) >= self.per_address_limit:
+            raise TooManyAttempts(1 + self._queued // 2)
+        self._queued += 1
+        self._queued_from[key] = self._queued_from.get(key, 0) + 1
+        try:
+            async with self._slots:
+                return await asyncio.to_thread(self.passwords.verify, stored_hash, password)
+        finally:
+            self._queued -= 1
+            left = self._queued_from[key] - 1
+            if left:
+                self._queued_from[key] = left
+            else:
+                del self._queued_from[key]
 
     async def hash(self, password: str) -> str:
         async with self._slots:
@@ -250,7 +308,12 @@ class AuthService:
                 raise TooManyAttempts(int((user.next_login_at - now).total_seconds()))
         active = user is not None and user.status == UserStatus.active
         stored = user.password_hash if active and user is not None else None
-        password_ok = await self.hasher.verify(stored, password)
+        # Hold no transaction while queued for argon2: on SQLite it is the database's write lock, on
+        # PostgreSQL a pooled connection, and a flood must starve neither (read-only so far).
+        await session.commit()
+        password_ok = await self.hasher.verify(
+            stored, password, address=address, known_device=device is not None
+        )
         if not password_ok or user is None or not active:
             await self._record_failure(session, user, email_key, reason="password")
             raise InvalidCredentials()
@@ -276,12 +339,10 @@ class AuthService:
                 details={"reason": "unknown_or_password"},
             )
         else:
-            user = await session.get(User, user_id, populate_existing=True)
+            # Locked (PostgreSQL), so concurrent failures are all counted, none lost.
+            user = await session.get(User, user_id, populate_existing=True, with_for_update=True)
             assert user is not None
-            user.failed_logins += 1
-            user.next_login_at = self.clock.now() + failure_delay(user.failed_logins)
-            if user.failed_logins >= HARD_STOP_AT and user.login_blocked_at is None:
-                user.login_blocked_at = self.clock.now()
+            self._count_failure(user)
             audit.record(
                 session,
                 self.clock,
@@ -296,6 +357,14 @@ class AuthService:
                 },
             )
         await session.commit()
+
+    def _count_failure(self, user: User) -> None:
+        """One more consecutive failure on the account's counter (sign-in and second factors)."""
+        now = self.clock.now()
+        user.failed_logins += 1
+        user.next_login_at = now + failure_delay(user.failed_logins)
+        if user.failed_logins >= HARD_STOP_AT and user.login_blocked_at is None:
+            user.login_blocked_at = now
 
     async def _open_session(
         self, session: AsyncSession, user: User, password: str, device: StaffDevice | None
@@ -378,23 +447,87 @@ class AuthService:
             object_id=user.public_id,
         )
 
+    async def verify_second_factor(
+        self,
+        session: AsyncSession,
+        user: User,
+        code: str,
+        *,
+        staff_session: StaffSession,
+        action: str,
+        object_type: str,
+        object_id: str,
+        actor: Actor | None = None,
+    ) -> None:
+        """A TOTP code inside a session (step-up, break-glass), on the sign-in failure counter.
+
+        Refused with `TooManyAttempts` (429, Retry-After) while the account's sign-in delay runs.
+        The attempt is counted *before* the code is checked, with the row locked (PostgreSQL; on
+        SQLite `BEGIN IMMEDIATE` serialises writers), so parallel guesses cannot all pass the delay
+        check; a right code clears the count again, as a sign-in does (the hard stop stays until a
+        known-device sign-in or a supervisor clears it). A wrong code is audited as `action`
+        denied with the failure count and committed; at `SECOND_FACTOR_SESSION_LIMIT` failures
+        the session is ended too (`auth.session_ended`). Raises `InvalidCredentials` then.
+        """
+        user_id, public_id, session_id = user.id, user.public_id, staff_session.id
+        actor = actor or Actor(public_id)
+        row = await session.scalar(
+            select(User).where(User.id == user_id).with_for_update().execution_options(populate_existing=True)
+        )
+        assert row is not None
+        now = self.clock.now()
+        if row.next_login_at is not None and row.next_login_at > now:
+            raise TooManyAttempts(math.ceil((row.next_login_at - now).total_seconds()))
+        self._count_failure(row)
+        await session.commit()
+        if await self.check_totp(session, row, code):
+            row.failed_logins = 0
+            row.next_login_at = None
+            return
+        await session.rollback()
+        row = await session.get(User, user_id, populate_existing=True)
+        assert row is not None
+        failures = row.failed_logins
+        audit.record(
+            session,
+            self.clock,
+            actor=actor,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            outcome="denied",
+            details={"failures": failures},
+        )
+        if failures >= SECOND_FACTOR_SESSION_LIMIT:
+            ended = await session.get(StaffSession, session_id, populate_existing=True)
+            if ended is not None and ended.revoked_at is None:
+                ended.revoked_at = self.clock.now()
+                audit.record(
+                    session,
+                    self.clock,
+                    actor=Actor(public_id),
+                    action="auth.session_ended",
+                    object_type="user",
+                    object_id=public_id,
+                    details={"reason": "second_factor_failures", "failures": failures},
+                )
+                await live.session_ended(session, public_id, session_id)
+        await session.commit()
+        raise InvalidCredentials()
+
     async def step_up(
         self, session: AsyncSession, user: User, staff_session: StaffSession, code: str
     ) -> None:
-        public_id, session_id = user.public_id, staff_session.id
-        if not await self.check_totp(session, user, code):
-            await session.rollback()
-            audit.record(
-                session,
-                self.clock,
-                actor=Actor(public_id),
-                action="auth.step_up",
-                object_type="user",
-                object_id=public_id,
-                outcome="denied",
-            )
-            await session.commit()
-            raise InvalidCredentials()
+        session_id = staff_session.id
+        await self.verify_second_factor(
+            session,
+            user,
+            code,
+            staff_session=staff_session,
+            action="auth.step_up",
+            object_type="user",
+            object_id=user.public_id,
+        )
         staff_session = await session.get(StaffSession, session_id, populate_existing=True)  # type: ignore[assignment]
         staff_session.stepped_up_at = self.clock.now()
         audit.record(

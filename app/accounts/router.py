@@ -8,6 +8,7 @@ from app.accounts.deps import Auth, SignedInStaff, Staff
 from app.accounts.schemas import EnrollConfirmIn, EnrollIn, EnrollOut, LoginIn, MeOut, StatusOut, StepUpIn
 from app.client import client_address
 from app.db.session import DbSession
+from app.events import service as live
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -62,6 +63,8 @@ async def login(body: LoginIn, request: Request, response: Response, db: DbSessi
 @router.post("/logout", response_model=StatusOut)
 async def logout(staff: SignedInStaff, response: Response, db: DbSession, auth: Auth) -> StatusOut:
     await auth.logout(db, staff.user, staff.session)
+    # On commit, every worker's live-event streams of this session end at once.
+    await live.session_ended(db, staff.user.public_id, staff.session.id)
     response.delete_cookie(SESSION_COOKIE, secure=True, httponly=True, samesite="strict", path="/")
     return StatusOut(status="signed_out")
 
@@ -84,8 +87,9 @@ async def enroll_confirm(body: EnrollConfirmIn, db: DbSession, auth: Auth) -> St
     return StatusOut(status="active")
 
 
-@router.post("/step-up", response_model=StatusOut, responses={401: {}})
+@router.post("/step-up", response_model=StatusOut, responses={401: {}, 429: {}})
 async def step_up(body: StepUpIn, staff: SignedInStaff, db: DbSession, auth: Auth) -> StatusOut:
-    """Re-check TOTP before break-glass, exports and MFA changes."""
+    """Re-check TOTP before break-glass, exports and MFA changes. Wrong codes count on the sign-in
+    failure counter: 429 with Retry-After while its delay runs; the session ends after ten."""
     await auth.step_up(db, staff.user, staff.session, body.totp)
     return StatusOut(status="stepped_up")
