@@ -49,7 +49,7 @@ from app.events.hub import LiveHub, listen_postgres
 from app.events.router import router as events_router
 from app.health.router import router as health_router
 from app.jobs.runner import JobRunner
-from app.keys.service import KeyCustodyError, load_or_create_keys
+from app.keys.service import KeyCustodyError, load_or_create_keys, recorded_as_development
 from app.keys.store import KeyStore, Sealer
 from app.logging import configure_logging
 from app.metrics import Metrics
@@ -111,6 +111,17 @@ async def open_keys(settings: Settings, database: Database, clock: Clock) -> Key
             )
         except KeyCustodyError as exc:
             raise StartupError(str(exc)) from None
+        if not created and settings.is_production:
+            # A session of its own, as `unknown_keks` uses: on SQLite a read in the outer transaction
+            # would hold the write lock against theirs.
+            async with database.sessionmaker() as reading:
+                recorded = await recorded_as_development(reading, keys)
+            if recorded:
+                raise StartupError(
+                    f"key file {settings.keyring_file} was created by a development start (the access "
+                    f"log recorded its signing key {recorded}); production needs keys made with "
+                    "`hotline keys init`"
+                )
         if not created:
             from app.keys.rotation import unknown_keks
 

@@ -7,10 +7,15 @@ outcomes and job kinds.
 * Everything else is read from the database at scrape time, so every worker reports the same
   hotline-wide values: queue length and oldest wait by channel and language, volunteers on call,
   offers by outcome, contacts by outcome (overflowed, abandoned…), jobs backlog and dead letters.
+
+Private in production: it answers only with `Authorization: Bearer <HOTLINE_METRICS_TOKEN>`
+(compared in constant time; 401 otherwise), and 404 — as if absent — while no token is set.
+Development keeps it open unless a token is set.
 """
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -24,9 +29,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.jobs.models import Job
 from app.routing.models import OPEN_TASK_STATES, Offer, Task
+from app.settings import Settings
 from app.volunteers.service import on_call_now
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 5.0, 15.0)
+
+
+def scrape_access(settings: Settings, authorization: str | None) -> int | None:
+    """None when this request may read the metrics, else the status to answer (401 or 404)."""
+    expected = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
+    if not expected:
+        return 404 if settings.is_production else None
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode()):
+        return None
+    return 401
 
 
 class Snapshot(Collector):

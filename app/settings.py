@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     overflow_number: str | None = None
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     db_service_role: str | None = None
+    # Bearer token Prometheus sends for `GET /metrics`. Unset: open in development, 404 in production.
+    metrics_token: SecretStr | None = None
 
     debug: bool = False
     # OpenAPI and /docs: open by default in development, closed in production (and refused there if set).
@@ -231,6 +233,9 @@ class Settings(BaseSettings):
             problems.append("HOTLINE_DOCS_ENABLED must be false in production (no open API docs)")
         if self.twilio_api_url != TWILIO_DEFAULT_API_URL:
             problems.append("HOTLINE_TWILIO_API_URL must be Twilio's own API in production")
+        if self.metrics_token is not None and self.metrics_token.get_secret_value():
+            if placeholder(self.metrics_token) or len(self.metrics_token.get_secret_value()) < 32:
+                problems.append("HOTLINE_METRICS_TOKEN is a placeholder or shorter than 32 characters")
         return problems
 
 

@@ -32,6 +32,8 @@ CHANNEL = "hotline_events"
 HUB_KEY = "hotline.live_hub"
 PENDING_KEY = "hotline.live_pending"
 SUPERVISORS = "supervisors"
+# Internal: a session was revoked; streams of it end, and the event itself is never sent on.
+SESSION_ENDED = "session_ended"
 QUEUE_SIZE = 100
 
 

@@ -2,10 +2,12 @@
 
 Ids and states only (offers made or ended for them, a message arrived in their conversation;
 supervisors also hear that the queue or the board changed) — the console fetches what it may see
-through the ordinary routes. The stream re-checks the session at every keep-alive and ends when it
-is signed out or expired; it never extends the idle timer by itself (`current_staff`). It also ends
-when the process stops, and after `max_seconds`, so an EventSource reconnects (possibly to another
-worker) instead of holding a worker's shutdown.
+through the ordinary routes. The stream ends when its session is signed out, revoked or expired:
+at once on a `session_ended` event (published with the revocation, so it reaches every worker's
+streams), and in any case within `RECHECK_SECONDS`, busy or quiet, by re-reading the session; it
+never extends the idle timer by itself (`current_staff`). It also ends when the process stops, and
+after `max_seconds`, so an EventSource reconnects (possibly to another worker) instead of holding a
+worker's shutdown.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from app.access.permissions import Permission
 from app.accounts.auth import SESSION_COOKIE
 from app.accounts.deps import Auth, Staff, require
 from app.db.engine import Database
-from app.events.hub import SUPERVISORS, LiveHub, user_audience
+from app.events.hub import SESSION_ENDED, SUPERVISORS, LiveHub, user_audience
 
 router = APIRouter(tags=["events"])
 Listener = Annotated[Staff, require(Permission.signed_in)]
+# However busy the stream, the session is read again at least this often (seconds): the backstop
+# for a `session_ended` event that was missed (a listener reconnecting) and for expiry.
+RECHECK_SECONDS = 2.0
 
 
 def audiences_of(staff: Staff) -> frozenset[str]:
@@ -57,10 +62,13 @@ async def live_events(request: Request, staff: Listener, auth: Auth) -> Streamin
     hub: LiveHub = database.hub
     settings = auth.settings
     token = request.cookies.get(SESSION_COOKIE)
+    session_id = str(staff.session.id)
     audiences = audiences_of(staff)
 
     async def stream() -> AsyncIterator[bytes]:
-        started = time.monotonic()
+        started = checked = written = time.monotonic()
+        keepalive = settings.events_keepalive_seconds
+        recheck = min(RECHECK_SECONDS, keepalive)
         with hub.subscribe(audiences) as subscription:
             yield b"retry: 3000\n\n" + frame({"type": "hello"})
             while not hub.closing.is_set():
@@ -69,7 +77,7 @@ async def live_events(request: Request, staff: Listener, auth: Auth) -> Streamin
                 try:
                     done, _ = await asyncio.wait(
                         {getter, closing},
-                        timeout=settings.events_keepalive_seconds,
+                        timeout=max(0.0, min(written + keepalive, checked + recheck) - time.monotonic()),
                         return_when=asyncio.FIRST_COMPLETED,
                     )
                 finally:
@@ -80,22 +88,30 @@ async def live_events(request: Request, staff: Listener, auth: Auth) -> Streamin
                                 await future
                 if getter in done:
                     message = getter.result()
-                    if subscription.overflowed:
-                        subscription.overflowed = False
-                        message = {"type": "resync"}
-                    yield frame(message)
-                    if time.monotonic() - started > settings.events_max_seconds:
-                        return
-                    continue
+                    if message.get("type") == SESSION_ENDED:
+                        # Never sent on; another session of the same person keeps this one open.
+                        if message.get("staff_session") in (None, session_id):
+                            yield frame({"type": "signed_out"})
+                            return
+                    else:
+                        if subscription.overflowed:
+                            subscription.overflowed = False
+                            message = {"type": "resync"}
+                        yield frame(message)
+                        written = time.monotonic()
                 if closing in done:
                     break
-                # Quiet for a while: is the session still alive? Then a comment keeps proxies open.
-                if not await still_signed_in(database, auth, token):
-                    yield frame({"type": "signed_out"})
-                    return
+                # Busy or quiet, the session is read again every `recheck` seconds.
+                if time.monotonic() - checked >= recheck:
+                    if not await still_signed_in(database, auth, token):
+                        yield frame({"type": "signed_out"})
+                        return
+                    checked = time.monotonic()
                 if time.monotonic() - started > settings.events_max_seconds:
                     return
-                yield b": keep-alive\n\n"
+                if time.monotonic() - written >= keepalive:
+                    yield b": keep-alive\n\n"  # a comment keeps proxies open
+                    written = time.monotonic()
 
     return StreamingResponse(
         stream(),

@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import User
-from app.events.hub import CHANNEL, PENDING_KEY, SUPERVISORS, user_audience
+from app.events.hub import CHANNEL, PENDING_KEY, SESSION_ENDED, SUPERVISORS, user_audience
 
-__all__ = ["board_changed", "publish", "to_user", "user_audience"]
+__all__ = ["board_changed", "publish", "session_ended", "to_user", "user_audience"]
 
 
 async def publish(session: AsyncSession, audience: str, kind: str, **fields: str | None) -> None:
@@ -37,3 +37,17 @@ async def to_user(session: AsyncSession, user_id: uuid.UUID | None, kind: str, *
 async def board_changed(session: AsyncSession, **fields: Any) -> None:
     """The queue or who is on call changed: supervisors' boards refresh."""
     await publish(session, SUPERVISORS, "board", **fields)
+
+
+async def session_ended(
+    session: AsyncSession, user_public_id: str, staff_session_id: uuid.UUID | None = None
+) -> None:
+    """A staff session (or, without an id, every session of the user) was revoked: once this
+    transaction commits, every worker's streams of it end at once (`app.events.router`). The
+    session id only travels between workers; the stream never writes it to the browser."""
+    await publish(
+        session,
+        user_audience(user_public_id),
+        SESSION_ENDED,
+        staff_session=str(staff_session_id) if staff_session_id is not None else None,
+    )

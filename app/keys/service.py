@@ -3,11 +3,14 @@
 Keys never live in the database. A development start with no key file creates one (0600) with a
 loud warning, but never for a database that already holds audit entries: those were written under
 keys that must be restored, not replaced. Production refuses a missing file and a file made by a
-development start.
+development start: one that says so, or one whose signing key the access log recorded as created
+by a development start (`keys.file_created`), whatever the file says now (`recorded_as_development`,
+checked at start-up by `app.main.open_keys`).
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 from pathlib import Path
@@ -18,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit.models import AuditEntry
 from crypto.errors import KeyFileError
 from crypto.keyfile import KeyMaterial, create_key_file, load_key_file
+from crypto.signing import public_key_fingerprint
 
 log = logging.getLogger("hotline.keys")
 
@@ -28,6 +32,25 @@ class KeyCustodyError(RuntimeError):
 
 async def database_holds_data(session: AsyncSession) -> bool:
     return bool(await session.scalar(select(func.count()).select_from(AuditEntry).limit(1)))
+
+
+async def recorded_as_development(session: AsyncSession, material: KeyMaterial) -> str | None:
+    """A signing key id of this file that the access log recorded as created by a development start.
+
+    Ids are matched as written in the file and as fingerprints of its public keys, so renaming a
+    key id in the JSON does not hide it either. The file's own `development` flag is only a claim.
+    """
+    ids: set[str] = set()
+    for key_id, public_key in material.checkpoint_verifier().public_keys_b64().items():
+        ids.update((key_id, public_key_fingerprint(base64.b64decode(public_key))))
+    created = await session.scalars(
+        select(AuditEntry.details).where(AuditEntry.action == "keys.file_created")
+    )
+    for details in created:
+        if isinstance(details, dict) and details.get("development") is True:
+            if details.get("signing_key") in ids:
+                return str(details["signing_key"])
+    return None
 
 
 async def load_or_create_keys(

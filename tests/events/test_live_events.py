@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from app.accounts.models import User
+from app.accounts.models import StaffSession, User
 from app.clock import FrozenClock
 from app.db.engine import Database, create_database
 from app.events import service as live
@@ -153,3 +153,122 @@ async def test_the_stream_needs_a_session(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/events")
     assert response.status_code == 401
     assert "text/event-stream" not in response.headers.get("content-type", "")
+
+
+async def keep_publishing(app: FastAPI, audience: str, stop: asyncio.Event) -> int:
+    """A busy board: an event for `audience` every 50 ms, each committed on its own."""
+    sent = 0
+    while not stop.is_set():
+        async with app.state.database.sessionmaker() as session, session.begin():
+            await live.publish(session, audience, "offer", id=f"OF-{sent:04d}-0000", state="pending")
+        sent += 1
+        await asyncio.sleep(0.05)
+    return sent
+
+
+@pytest.fixture
+async def busy_app(make_settings: Any, clock: FrozenClock, database: Database) -> AsyncIterator[FastAPI]:
+    # Keep-alive far longer than the gap between events: a stream never goes quiet here.
+    settings = make_settings(events_keepalive_seconds=15, events_max_seconds=120)
+    application = create_app(settings, clock=clock, database=database, run_jobs=False)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+async def ended_within(reading: asyncio.Task[str], seconds: float) -> list[dict[str, Any]]:
+    events = events_in(await asyncio.wait_for(reading, timeout=seconds))
+    assert events[-1] == {"type": "signed_out"}
+    assert all(e["type"] != "session_ended" and "staff_session" not in e for e in events)  # internal only
+    return events
+
+
+@pytest.mark.parametrize("how", ["logout", "end_sessions"])
+async def test_a_busy_stream_ends_at_once_on_sign_out(
+    how: str, busy_app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session-ended event ends the stream, not the periodic re-check (pushed out of reach)."""
+    monkeypatch.setattr("app.events.router.RECHECK_SECONDS", 60.0)
+    app = busy_app
+    staff = await sign_in(app, roles="volunteer")
+    admin = await sign_in(app, roles="admin")
+    stop = asyncio.Event()
+    publisher = asyncio.create_task(keep_publishing(app, user_audience(staff.user_public_id), stop))
+    reading = asyncio.create_task(stream_of(staff))
+    try:
+        await asyncio.sleep(0.5)
+        if how == "logout":
+            ended = await staff.http.post("/api/v1/auth/logout", headers=staff.headers())
+        else:
+            ended = await admin.http.post(
+                f"/api/v1/users/{staff.user_public_id}/end-sessions", headers=admin.headers()
+            )
+        assert ended.status_code == 200, ended.text
+        events = await ended_within(reading, 5)
+        assert sum(e["type"] == "offer" for e in events) >= 3  # it was busy until the end
+    finally:
+        stop.set()
+        await publisher
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+        for client in (staff, admin):
+            await client.http.aclose()
+
+
+async def test_a_busy_stream_rechecks_its_session_every_few_seconds(busy_app: FastAPI) -> None:
+    """A revocation whose event was missed (say, a listener reconnecting) still ends the stream."""
+    app = busy_app
+    staff = await sign_in(app, roles="volunteer")
+    stop = asyncio.Event()
+    publisher = asyncio.create_task(keep_publishing(app, user_audience(staff.user_public_id), stop))
+    reading = asyncio.create_task(stream_of(staff))
+    try:
+        await asyncio.sleep(0.5)
+        async with app.state.database.sessionmaker() as session, session.begin():
+            user = (await session.scalars(select(User).where(User.public_id == staff.user_public_id))).one()
+            await session.execute(
+                update(StaffSession)
+                .where(StaffSession.user_id == user.id)
+                .values(revoked_at=app.state.clock.now())
+            )
+        await ended_within(reading, 2 + 4)  # RECHECK_SECONDS and some slack on a loaded machine
+    finally:
+        stop.set()
+        await publisher
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+        await staff.http.aclose()
+
+
+async def test_signing_out_on_one_worker_ends_the_stream_on_another(
+    backend: str, busy_app: FastAPI, fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("LISTEN/NOTIFY across workers is PostgreSQL's; SQLite serves one process")
+    monkeypatch.setattr("app.events.router.RECHECK_SECONDS", 60.0)
+    holding = busy_app
+    other_database = create_database(fresh_database_url)
+    other = create_app(
+        holding.state.settings, clock=holding.state.clock, database=other_database, run_jobs=False
+    )
+    staff = await sign_in(holding, roles="volunteer")
+    stop = asyncio.Event()
+    publisher = asyncio.create_task(keep_publishing(holding, user_audience(staff.user_public_id), stop))
+    reading = asyncio.create_task(stream_of(staff))
+    try:
+        async with other.router.lifespan_context(other):
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=other),
+                base_url="https://hotline.test",
+                cookies=staff.http.cookies,
+            ) as elsewhere:
+                await asyncio.sleep(0.5)
+                ended = await elsewhere.post("/api/v1/auth/logout", headers=staff.headers())
+                assert ended.status_code == 200, ended.text
+            await ended_within(reading, 5)
+    finally:
+        stop.set()
+        await publisher
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+        await staff.http.aclose()
+        await other_database.dispose()
