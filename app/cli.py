@@ -196,7 +196,11 @@ def users() -> None:
 @users.command("add")
 @click.option("--email", required=True)
 @click.option("--name", required=True, help="Display name shown to colleagues.")
-@click.option("--roles", required=True, help="Comma-separated: volunteer, supervisor, admin.")
+@click.option(
+    "--roles",
+    required=True,
+    help="Comma-separated: volunteer, supervisor, admin (admin alone: never with a content role).",
+)
 @click.option("--phone", help="E.164 number volunteer calls are dialled to (sealed).")
 @click.option("--languages", default="", help="Comma-separated language codes, e.g. en,es,ht.")
 @click.option("--timezone", default="America/New_York", show_default=True)
@@ -208,6 +212,12 @@ def users_add(
 
     The person opens the link to set their password (unless given here) and their own TOTP
     second factor; the administrator never sees it.
+
+    Roles are given at once here: this host command (audited as `cli:…`) is the bootstrap for the
+    first admins and supervisors, and the way to add a second admin while there is a single one
+    (through the API, granting supervisor or admin needs a second admin's approval). Admin is
+    never combined with volunteer or supervisor (admins see no case content): refused like any
+    other bad input.
     """
     from app.accounts.service import create_user, enrolment_link
     from app.errors import DomainError

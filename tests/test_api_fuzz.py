@@ -90,6 +90,28 @@ async def throwaway(app: FastAPI) -> tuple[str, str]:
     return await user_id(app, email), token
 
 
+async def fresh_role_grant(app: FastAPI) -> tuple[str, str]:
+    """A pending grant of supervisor to a fresh account, asked for by another admin: (user, grant)."""
+    from app.accounts.models import RoleGrant
+
+    target, _ = await throwaway(app)
+    requester_email, _ = await create_staff(app, roles="admin")
+    async with app.state.database.sessionmaker() as session, session.begin():
+        person = (await session.scalars(select(User).where(User.public_id == target))).one()
+        requester = (await session.scalars(select(User).where(User.email == requester_email))).one()
+        grant = RoleGrant(
+            public_id=new_public_id("RG"),
+            user_id=person.id,
+            roles="supervisor,volunteer",
+            roles_before=person.roles,
+            state="pending",
+            requested_by_id=requester.id,
+            requested_at=app.state.clock.now(),
+        )
+        session.add(grant)
+    return target, grant.public_id
+
+
 async def fresh_grant(app: FastAPI, case_id: str, supervisor: str, *, days: int = 7) -> str:
     """A break-glass grant held by `supervisor` (someone else reviews it)."""
     clock = app.state.clock
@@ -203,7 +225,7 @@ async def fresh_conversation(app: FastAPI, case_id: str) -> str:
 
 
 async def fresh_erasure(app: FastAPI, requester: str | None) -> str:
-    """A pending erasure of a fresh caller, recorded by another supervisor."""
+    """A pending erasure of a fresh caller's number, recorded by another supervisor."""
     import uuid
 
     from app.accounts.models import User
@@ -220,11 +242,11 @@ async def fresh_erasure(app: FastAPI, requester: str | None) -> str:
         assert by is not None
         request = ErasureRequest(
             public_id=new_public_id("ER"),
-            caller_id=caller.id,
             state="pending",
             requested_by_id=by,
             requested_at=app.state.clock.now(),
         )
+        await app.state.sealer.seal(session, request, "phone", number)
         session.add(request)
         await session.commit()
     return request.public_id
@@ -384,6 +406,10 @@ def regular_plans(world: World) -> dict[str, Plan]:
     async def on_target(case: Case, index: int) -> None:
         case.path_parameters = {"user_id": world.target_user}
 
+    async def on_role_grant(case: Case, index: int) -> None:
+        user, grant = await fresh_role_grant(app)
+        case.path_parameters = {"user_id": user, "grant_id": grant}
+
     async def on_volunteer(case: Case, index: int) -> None:
         parameters = dict(case.path_parameters or {})
         parameters["user_id"] = world.who("volunteer").user_id
@@ -452,6 +478,13 @@ def regular_plans(world: World) -> dict[str, Plan]:
         assert placed.status_code == 201, placed.text
         case.path_parameters = {"hold_id": placed.json()["id"]}
 
+    async def erasure_body(case: Case, index: int) -> None:
+        """Every other case a valid number (the generator rarely finds one): blind, it is 202."""
+        body = body_of(case)
+        if index % 2:
+            body["phone"] = f"+1202555{1000 + index % 9000:04d}"
+        case.body = body
+
     async def on_erasure(case: Case, index: int) -> None:
         case.path_parameters = {"request_id": await fresh_erasure(app, world.who("supervisor_bg").user_id)}
 
@@ -512,8 +545,11 @@ def regular_plans(world: World) -> dict[str, Plan]:
         "POST /api/v1/audit/verifications": Plan("supervisor"),
         "GET /api/v1/audit/verifications/latest": Plan("supervisor"),
         "GET /api/v1/users": Plan("supervisor"),
-        "POST /api/v1/users": Plan("admin", new_user),
-        "PATCH /api/v1/users/{user_id}": Plan("admin", on_target),
+        "POST /api/v1/users": Plan("admin", new_user, stepped_up=True),
+        "PATCH /api/v1/users/{user_id}": Plan("admin", on_target, stepped_up=True),
+        "POST /api/v1/users/{user_id}/role-grants/{grant_id}/approve": Plan(
+            "admin", on_role_grant, stepped_up=True
+        ),
         "POST /api/v1/users/{user_id}/clear-sign-in-block": Plan("supervisor", on_target),
         "GET /api/v1/me/availability": Plan("volunteer"),
         "PUT /api/v1/me/availability": Plan("volunteer"),
@@ -536,7 +572,7 @@ def regular_plans(world: World) -> dict[str, Plan]:
         "POST /api/v1/holds": Plan("supervisor", hold_body),
         "POST /api/v1/holds/{hold_id}/release": Plan("supervisor", on_hold),
         "GET /api/v1/erasures": Plan("supervisor"),
-        "POST /api/v1/erasures": Plan("supervisor"),
+        "POST /api/v1/erasures": Plan("supervisor", erasure_body),
         "POST /api/v1/erasures/{request_id}/approve": Plan("supervisor", on_erasure),
         "GET /api/v1/organisations": Plan("volunteer", search_directory),
         "POST /api/v1/organisations": Plan("admin", new_organisation),

@@ -29,3 +29,20 @@ class BreakGlassGrant(UUIDPrimaryKey, Base):
     reviewed_at: Mapped[datetime | None]
     reviewed_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     review_outcome: Mapped[str | None] = mapped_column(String(16))
+
+
+class CaseReassignment(UUIDPrimaryKey, Base):
+    """A supervisor gave a case to a (different) volunteer, who then reads its content: listed for
+    review next to break-glass grants, by a supervisor other than the one who moved it."""
+
+    __tablename__ = "case_reassignments"
+
+    public_id: Mapped[str] = mapped_column(String(16), unique=True)
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"), index=True)
+    supervisor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    assignee_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    previous_assignee_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime]
+    reviewed_at: Mapped[datetime | None]
+    reviewed_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    review_outcome: Mapped[str | None] = mapped_column(String(16))

@@ -61,6 +61,28 @@ class User(UUIDPrimaryKey, Base):
         return [code for code in self.languages.split(",") if code]
 
 
+class RoleGrant(UUIDPrimaryKey, Base):
+    """A grant of supervisor or admin waiting for a second admin.
+
+    One admin asks (after a fresh step-up); a second, distinct admin who is not the person
+    concerned approves (also stepped up), and only then do the person's roles change. `roles` is the
+    whole role set asked for; `roles_before` what the person held when it was asked, so an approval
+    cannot apply to roles that changed since. Role names only: no free text.
+    """
+
+    __tablename__ = "role_grants"
+
+    public_id: Mapped[str] = mapped_column(String(16), unique=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    roles: Mapped[str] = mapped_column(String(64))
+    roles_before: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # pending | approved | cancelled
+    requested_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    requested_at: Mapped[datetime]
+    decided_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None]
+
+
 class EnrolmentToken(UUIDPrimaryKey, Base):
     """A one-time enrolment link. Only the token's SHA-256 is stored."""
 

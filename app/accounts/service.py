@@ -12,17 +12,23 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.models import EnrolmentToken, Role, User, UserStatus
+from app.accounts.models import EnrolmentToken, Role, RoleGrant, User, UserStatus
 from app.audit import service as audit
 from app.audit.service import Actor
 from app.clock import Clock
 from app.errors import Conflict, InvalidInput
+from app.events import service as live
 from app.keys.store import Sealer
 from app.languages import UnknownLanguage, parse_languages
 from app.publicid import new_public_id
 from telephony.numbers import normalize_e164
 
 ENROLMENT_VALIDITY = timedelta(hours=24)
+# Roles that open case content (metadata of every case, content through assignment or break-glass).
+CONTENT_ROLES = frozenset({Role.volunteer, Role.supervisor})
+# Granting one of these to someone who does not hold it needs the acting admin's step-up and a
+# second admin's approval (`RoleGrant`); removing roles, or adding volunteer alone, is one step.
+PRIVILEGED_ROLES = frozenset({Role.supervisor, Role.admin})
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,}$")
 
 
@@ -50,7 +56,26 @@ def parse_roles(raw: str | Iterable[str]) -> list[Role]:
             roles.append(role)
     if not roles:
         raise InvalidInput("At least one role is needed.", code="unknown_role")
+    check_role_combination(roles)
     return roles
+
+
+def check_role_combination(roles: Iterable[Role]) -> None:
+    """Admins manage accounts and see no case content by design: the admin role never comes with a
+    content role on one account (a person who needs both has two accounts)."""
+    held = set(roles)
+    if Role.admin in held and held & CONTENT_ROLES:
+        raise InvalidInput(
+            "The admin role cannot be combined with volunteer or supervisor: admins see no case "
+            "content. Use a separate account.",
+            code="admin_no_content_roles",
+        )
+
+
+def roles_code(roles: str | Iterable[Role]) -> str:
+    """A role set as an access-log code: `supervisor+volunteer` (`none` for no role)."""
+    names = roles.split(",") if isinstance(roles, str) else [r.value for r in roles]
+    return "+".join(sorted(n for n in names if n)) or "none"
 
 
 def token_hash(token: str) -> str:
@@ -93,8 +118,16 @@ async def create_user(
     languages: str | Iterable[str] = "",
     timezone: str = "America/New_York",
     password_hash: str | None = None,
+    requested_by: User | None = None,
 ) -> tuple[User, str]:
-    """Create a pending staff account; returns it and its one-time enrolment token."""
+    """Create a pending staff account; returns it and its one-time enrolment token.
+
+    Admin never comes with volunteer or supervisor (422 `admin_no_content_roles`). Through the API
+    (`requested_by`, the acting admin) supervisor and admin are not given here: the account starts
+    with its other roles (possibly none) and a pending `RoleGrant` asks a second admin. The host
+    command (`hotline users add`, no `requested_by`) gives every role at once and is audited: it is
+    the bootstrap while there is a single admin.
+    """
     email = normalize_email(email)
     display_name = name.strip()
     if not 1 <= len(display_name) <= 100:
@@ -116,11 +149,14 @@ async def create_user(
     if await session.scalar(select(User.id).where(User.email == email)) is not None:
         raise Conflict("A staff account with that email exists.")
     now = clock.now()
+    granted = role_list
+    if requested_by is not None:
+        granted = [r for r in role_list if r not in PRIVILEGED_ROLES]
     user = User(
         public_id=new_public_id("U"),
         email=email,
         display_name=display_name,
-        roles=",".join(r.value for r in role_list),
+        roles=",".join(r.value for r in granted),
         languages=",".join(language_list),
         timezone=timezone,
         status=UserStatus.pending,
@@ -141,8 +177,10 @@ async def create_user(
         object_type="user",
         object_id=user.public_id,
         fields=["phone"] if e164 else [],
-        details={"roles": user.roles.replace(",", "+")},
+        details={"roles": roles_code(user.roles)},
     )
+    if requested_by is not None and granted != role_list:
+        await request_role_grant(session, clock, user, role_list, requested_by=requested_by, actor=actor)
     return user, token
 
 
@@ -215,4 +253,83 @@ async def _revoke_sessions(session: AsyncSession, user: User, now: datetime) -> 
         .where(StaffSession.user_id == user.id, StaffSession.revoked_at.is_(None))
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
+    )
+    await live.session_ended(session, user.public_id)  # every worker's streams of theirs end on commit
+
+
+async def cancel_pending_grants(session: AsyncSession, clock: Clock, user: User, *, by: User) -> int:
+    """Earlier pending role grants of `user` stop being approvable (their roles are being changed)."""
+    grants = list(
+        await session.scalars(
+            select(RoleGrant).where(RoleGrant.user_id == user.id, RoleGrant.state == "pending")
+        )
+    )
+    for grant in grants:
+        grant.state, grant.decided_by_id, grant.decided_at = "cancelled", by.id, clock.now()
+    return len(grants)
+
+
+async def request_role_grant(
+    session: AsyncSession, clock: Clock, user: User, roles: list[Role], *, requested_by: User, actor: Actor
+) -> RoleGrant:
+    """Ask for `user`'s roles to become `roles` (which add supervisor or admin): nothing changes
+    until a second, distinct admin approves (`approve_role_grant`). The caller checks the step-up."""
+    cancelled = await cancel_pending_grants(session, clock, user, by=requested_by)
+    grant = RoleGrant(
+        public_id=new_public_id("RG"),
+        user_id=user.id,
+        roles=",".join(r.value for r in roles),
+        roles_before=user.roles,
+        state="pending",
+        requested_by_id=requested_by.id,
+        requested_at=clock.now(),
+    )
+    session.add(grant)
+    await session.flush()
+    audit.record(
+        session,
+        clock,
+        actor=actor,
+        action="user.role_grant_requested",
+        object_type="user",
+        object_id=user.public_id,
+        fields=["roles"],
+        details={
+            "grant": grant.public_id,
+            "roles": roles_code(grant.roles),
+            "roles_before": roles_code(user.roles),
+            "cancelled": cancelled,
+        },
+    )
+    return grant
+
+
+async def approve_role_grant(
+    session: AsyncSession, clock: Clock, grant: RoleGrant, user: User, *, approver: User, actor: Actor
+) -> None:
+    """A second admin approves: the roles change now. The caller refuses the person concerned and
+    checks the step-up; here: still pending, not the requester's own, roles unchanged since."""
+    if grant.state != "pending":
+        raise Conflict("This role grant is not pending.", code="not_pending")
+    if grant.requested_by_id == approver.id:
+        raise Conflict("A second admin must approve this role grant.", code="same_admin")
+    if user.role_set != frozenset(Role(r) for r in grant.roles_before.split(",") if r):
+        raise Conflict(
+            "This person's roles changed since the grant was asked; ask again.", code="roles_changed"
+        )
+    roles = parse_roles(grant.roles)
+    now = clock.now()
+    user.roles = ",".join(r.value for r in roles)
+    user.updated_at = now
+    grant.state, grant.decided_by_id, grant.decided_at = "approved", approver.id, now
+    requester = await session.scalar(select(User.public_id).where(User.id == grant.requested_by_id))
+    audit.record(
+        session,
+        clock,
+        actor=actor,
+        action="user.role_grant_approved",
+        object_type="user",
+        object_id=user.public_id,
+        fields=["roles"],
+        details={"grant": grant.public_id, "roles": roles_code(roles), "requested_by": requester},
     )

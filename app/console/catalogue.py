@@ -242,7 +242,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "users.link_hint": "Pass the one-time link on through a safe channel; it works for 24 hours.",
         "users.step_up": "Confirm it is you",
         "users.confirm": "Confirm",
-        "users.stepped_up": "Confirmed for a few minutes (needed to reset a second factor).",
+        "users.stepped_up": "Confirmed for a few minutes (needed to reset a second factor or to grant "
+        "supervisor or admin).",
         "users.actions": "Actions",
         "users.blocked": "sign-in blocked",
         "users.clear_block": "Clear sign-in block",
@@ -250,6 +251,11 @@ STRINGS: dict[str, dict[str, str]] = {
         "users.reset_mfa": "Reset second factor",
         "users.disable": "Disable",
         "users.save_roles": "Save roles, languages and time zone",
+        "users.roles_hint": "Supervisor and admin need your confirmation above and a second admin's "
+        "approval; admin never goes with volunteer or supervisor.",
+        "users.pending_grant": "Waiting for a second admin to approve:",
+        "users.grant_waiting": "You asked for these roles; another admin approves them.",
+        "users.approve_grant": "Approve roles",
         "role.volunteer": "Volunteer",
         "role.supervisor": "Supervisor",
         "role.admin": "Admin",
@@ -500,7 +506,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "users.link_hint": "Entregue el enlace de un solo uso por un canal seguro; vale 24 horas.",
         "users.step_up": "Confirme que es usted",
         "users.confirm": "Confirmar",
-        "users.stepped_up": "Confirmado por unos minutos (necesario para restablecer un segundo factor).",
+        "users.stepped_up": "Confirmado por unos minutos (necesario para restablecer un segundo factor o "
+        "conceder supervisor o administrador).",
         "users.actions": "Acciones",
         "users.blocked": "inicio de sesión bloqueado",
         "users.clear_block": "Quitar el bloqueo",
@@ -508,6 +515,11 @@ STRINGS: dict[str, dict[str, str]] = {
         "users.reset_mfa": "Restablecer segundo factor",
         "users.disable": "Desactivar",
         "users.save_roles": "Guardar funciones, idiomas y zona horaria",
+        "users.roles_hint": "Supervisor y administrador requieren su confirmación arriba y la aprobación "
+        "de otro administrador; administrador nunca va con voluntario ni supervisor.",
+        "users.pending_grant": "Pendiente de la aprobación de otro administrador:",
+        "users.grant_waiting": "Usted pidió estas funciones; otro administrador debe aprobarlas.",
+        "users.approve_grant": "Aprobar funciones",
         "role.volunteer": "Voluntario",
         "role.supervisor": "Supervisor",
         "role.admin": "Administrador",

@@ -360,7 +360,7 @@ async def placed_hold(app: FastAPI, world: World, role: str) -> dict[str, Any]:
 
 
 async def erasure_by_someone_else(app: FastAPI, world: World, role: str) -> dict[str, Any]:
-    """A pending erasure of a fresh caller, recorded by a third supervisor."""
+    """A pending erasure of a fresh caller's number, recorded by a third supervisor."""
     from app.callers.service import find_or_create_caller
     from app.retention.models import ErasureRequest
 
@@ -381,11 +381,11 @@ async def erasure_by_someone_else(app: FastAPI, world: World, role: str) -> dict
         assert caller is not None
         request = ErasureRequest(
             public_id=new_public_id("ER"),
-            caller_id=caller.id,
             state="pending",
             requested_by_id=third.id,
             requested_at=app.state.clock.now(),
         )
+        await app.state.sealer.seal(session, request, "phone", number)
         session.add(request)
         await session.commit()
     return {"request_id": request.public_id}
@@ -483,6 +483,112 @@ async def report_on_world_case(app: FastAPI, world: World, role: str) -> dict[st
     return {"json": {"purpose": "follow_up"}}
 
 
+async def new_staff(app: FastAPI, roles: str, prefix: str = "T") -> User:
+    async with app.state.database.sessionmaker() as session, session.begin():
+        user, _ = await accounts.create_user(
+            session,
+            app.state.sealer,
+            app.state.clock,
+            actor=SETUP,
+            email=f"{new_public_id(prefix).lower()}@example.org",
+            name="Target",
+            roles=roles,
+        )
+    return user
+
+
+async def pending_grant(app: FastAPI, target_id: str, requester_id: str, roles: list[str]) -> str:
+    """A pending role grant of `roles` to `target_id`, asked by `requester_id` (public ids)."""
+    async with app.state.database.sessionmaker() as session, session.begin():
+        target = (await session.scalars(select(User).where(User.public_id == target_id))).one()
+        requester = (await session.scalars(select(User).where(User.public_id == requester_id))).one()
+        grant = await accounts.request_role_grant(
+            session,
+            app.state.clock,
+            target,
+            accounts.parse_roles(roles),
+            requested_by=requester,
+            actor=SETUP,
+        )
+    return grant.public_id
+
+
+async def grant_by_another_admin(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    """Supervisor for a fresh volunteer, asked by a third admin: any other admin may approve it."""
+    target = await new_staff(app, "volunteer")
+    requester = await new_staff(app, "admin", "A")
+    grant = await pending_grant(app, target.public_id, requester.public_id, ["volunteer", "supervisor"])
+    return {"user_id": target.public_id, "grant_id": grant}
+
+
+async def grant_asked_by_caller(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    """Supervisor for a fresh volunteer, asked by the caller themselves (the world's admin for the
+    signed-out): nobody approves their own request."""
+    target = await new_staff(app, "volunteer")
+    requester = world.callers[role].user_id or world.callers["admin"].user_id
+    assert requester is not None
+    grant = await pending_grant(app, target.public_id, requester, ["volunteer", "supervisor"])
+    return {"user_id": target.public_id, "grant_id": grant}
+
+
+async def grant_of_caller(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    """A change of the caller's own roles (to supervisor), asked by a third admin."""
+    target = world.callers[role].user_id or world.callers["admin"].user_id
+    assert target is not None
+    requester = await new_staff(app, "admin", "A")
+    grant = await pending_grant(app, target, requester.public_id, ["supervisor"])
+    return {"user_id": target, "grant_id": grant}
+
+
+def on_fresh(roles: str, payload: dict[str, Any]) -> Build:
+    """`payload` for a fresh account holding `roles`."""
+
+    async def build(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+        return {"user_id": (await new_staff(app, roles)).public_id, "json": payload}
+
+    return build
+
+
+def on_caller(payload: dict[str, Any]) -> Build:
+    async def build(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+        return {"user_id": world.callers[role].user_id or "U-2222-2222", "json": payload}
+
+    return build
+
+
+async def assign_to_caller(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    return {"json": {"assignee": world.callers[role].user_id or "U-2222-2222"}}
+
+
+def new_account(roles: list[str]) -> Build:
+    async def build(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+        email = f"{new_public_id('N').lower()}@example.org"
+        return {"json": {"email": email, "name": "New", "roles": roles}}
+
+    return build
+
+
+async def reassignment_by_someone_else(app: FastAPI, world: World, role: str) -> dict[str, Any]:
+    """A third supervisor gave the world's case to a fresh volunteer: listed for review."""
+    from app.access.models import CaseReassignment
+    from app.cases.models import Case
+
+    mover = await new_staff(app, "supervisor", "S")
+    assignee = await new_staff(app, "volunteer")
+    async with app.state.database.sessionmaker() as session, session.begin():
+        case = (await session.scalars(select(Case).where(Case.public_id == world.case))).one()
+        move = CaseReassignment(
+            public_id=new_public_id("RA"),
+            case_id=case.id,
+            supervisor_id=mover.id,
+            assignee_id=assignee.id,
+            previous_assignee_id=case.assignee_id,
+            created_at=app.state.clock.now(),
+        )
+        session.add(move)
+    return {"grant_id": move.public_id, "json": {"outcome": "justified"}}
+
+
 BAD_TOKEN = {"token": "x" * 43}
 
 MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
@@ -538,6 +644,11 @@ MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
         expect(401, 403, 403, 403, 403, 201),
     ),
     ("PATCH", "/api/v1/users/{user_id}"): (fresh_target_user, expect(401, 403, 403, 403, 403, 200)),
+    # A grant asked by another admin: any other (stepped-up) admin approves it.
+    ("POST", "/api/v1/users/{user_id}/role-grants/{grant_id}/approve"): (
+        grant_by_another_admin,
+        expect(401, 403, 403, 403, 403, 200),
+    ),
     ("POST", "/api/v1/users/{user_id}/disable"): (fresh_target_user, expect(401, 403, 403, 403, 403, 200)),
     ("POST", "/api/v1/users/{user_id}/reset-mfa"): (fresh_target_user, expect(401, 403, 403, 403, 403, 200)),
     ("POST", "/api/v1/users/{user_id}/end-sessions"): (
@@ -621,14 +732,15 @@ MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
     ),
     ("POST", "/api/v1/cases/{case_id}/report/reveal"): (
         report_on_world_case,
-        expect(401, 200, 404, 404, 200, 403),
+        # A report names nobody: any supervisor reads it with a stated purpose (audited).
+        expect(401, 200, 404, 200, 200, 403),
     ),
     ("GET", "/api/v1/holds"): (nothing, expect(401, 403, 403, 200, 200, 403)),
     ("POST", "/api/v1/holds"): (hold_on_world_case, expect(401, 403, 403, 201, 201, 403)),
     ("POST", "/api/v1/holds/{hold_id}/release"): (placed_hold, expect(401, 403, 403, 200, 200, 403)),
     ("GET", "/api/v1/erasures"): (nothing, expect(401, 403, 403, 200, 200, 403)),
-    # Nobody called from this number: a supervisor is told so (after the permission check).
-    ("POST", "/api/v1/erasures"): (body({"phone": "+12025550100"}), expect(401, 403, 403, 404, 404, 403)),
+    # Blind: recorded for a second supervisor whether or not anyone called from the number.
+    ("POST", "/api/v1/erasures"): (body({"phone": "+12025550100"}), expect(401, 403, 403, 202, 202, 403)),
     ("POST", "/api/v1/erasures/{request_id}/approve"): (
         erasure_by_someone_else,
         expect(401, 403, 403, 200, 200, 403),
@@ -656,6 +768,81 @@ MATRIX: dict[tuple[str, str], tuple[Build, dict[str, int]]] = {
     ("GET", "/openapi.json"): (nothing, expect(200, 200, 200, 200, 200, 200)),
     ("GET", "/docs"): (nothing, expect(200, 200, 200, 200, 200, 200)),
     ("GET", "/docs/oauth2-redirect"): (nothing, expect(200, 200, 200, 200, 200, 200)),
+}
+
+
+# Paths that change who holds which role or case, beyond one row per route: what → (method, path,
+# request builder, expected status per caller). Matrix admins signed in just now: their step-up is
+# fresh. Every path is also a MATRIX route.
+USER = "/api/v1/users/{user_id}"
+APPROVE = USER + "/role-grants/{grant_id}/approve"
+ROLE_CHANGES: dict[str, tuple[str, str, Build, dict[str, int]]] = {
+    # The finding: a supervisor who volunteers gave themselves a case and read it, no break-glass.
+    "self-assignment": (
+        "PATCH",
+        "/api/v1/cases/{case_id}",
+        assign_to_caller,
+        expect(401, 404, 404, 403, 403, 403),
+    ),
+    # The finding: an admin added supervisor and volunteer to their own roles.
+    "own roles": ("PATCH", USER, on_caller({"roles": ["volunteer"]}), expect(401, 403, 403, 403, 403, 403)),
+    "own name": ("PATCH", USER, on_caller({"name": "Same"}), expect(401, 403, 403, 403, 403, 200)),
+    "grant supervisor": (
+        "PATCH",
+        USER,
+        on_fresh("volunteer", {"roles": ["volunteer", "supervisor"]}),
+        expect(401, 403, 403, 403, 403, 202),
+    ),
+    "grant admin": (
+        "PATCH",
+        USER,
+        on_fresh("volunteer", {"roles": ["admin"]}),
+        expect(401, 403, 403, 403, 403, 202),
+    ),
+    "remove a role": (
+        "PATCH",
+        USER,
+        on_fresh("supervisor,volunteer", {"roles": ["volunteer"]}),
+        expect(401, 403, 403, 403, 403, 200),
+    ),
+    "add volunteer": (
+        "PATCH",
+        USER,
+        on_fresh("supervisor", {"roles": ["supervisor", "volunteer"]}),
+        expect(401, 403, 403, 403, 403, 200),
+    ),
+    "admin + volunteer": (
+        "PATCH",
+        USER,
+        on_fresh("volunteer", {"roles": ["admin", "volunteer"]}),
+        expect(401, 403, 403, 403, 403, 422),
+    ),
+    "admin + supervisor": (
+        "PATCH",
+        USER,
+        on_fresh("admin", {"roles": ["admin", "supervisor"]}),
+        expect(401, 403, 403, 403, 403, 422),
+    ),
+    "new supervisor": (
+        "POST",
+        "/api/v1/users",
+        new_account(["supervisor"]),
+        expect(401, 403, 403, 403, 403, 201),
+    ),
+    "new admin + supervisor": (
+        "POST",
+        "/api/v1/users",
+        new_account(["admin", "supervisor"]),
+        expect(401, 403, 403, 403, 403, 422),
+    ),
+    "approve own request": ("POST", APPROVE, grant_asked_by_caller, expect(401, 403, 403, 403, 403, 409)),
+    "approve own roles": ("POST", APPROVE, grant_of_caller, expect(401, 403, 403, 403, 403, 403)),
+    "review a reassignment": (
+        "POST",
+        "/api/v1/break-glass/reviews/{grant_id}",
+        reassignment_by_someone_else,
+        expect(401, 403, 403, 200, 200, 403),
+    ),
 }
 
 
@@ -808,6 +995,28 @@ async def test_authorization_matrix(app: FastAPI, client: httpx.AsyncClient) -> 
             if response.status_code != expected[role]:
                 mismatches.append(
                     f"{method} {template} as {role}: {response.status_code} != {expected[role]}"
+                )
+            await http.aclose()
+    assert mismatches == []
+
+
+async def test_role_changing_paths(app: FastAPI, client: httpx.AsyncClient) -> None:
+    world = await build_world(app, client)
+    assert {(method, template) for method, template, _, _ in ROLE_CHANGES.values()} <= set(MATRIX)
+    mismatches = []
+    for what, (method, template, build, expected) in ROLE_CHANGES.items():
+        for role in ROLES:
+            http, headers = await login(app, world.callers[role], disabled=role == "disabled")
+            request = await build(app, world, role)
+            path = template.format(
+                case_id=world.case,
+                user_id=request.get("user_id", "U-2222-2222"),
+                grant_id=request.get("grant_id", "RG-2222-2222"),
+            )
+            response = await http.request(method, path, json=request.get("json"), headers=headers)
+            if response.status_code != expected[role]:
+                mismatches.append(
+                    f"{what}: {method} {template} as {role}: {response.status_code} != {expected[role]}"
                 )
             await http.aclose()
     assert mismatches == []
