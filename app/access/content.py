@@ -48,6 +48,7 @@ class AuditedRefusal(DomainError):
         object_id: str,
         fields: Sequence[str] = (),
         purpose: str | None = None,
+        details: dict[str, Any] | None = None,
         error: DomainError | None = None,
     ) -> None:
         self.error = error or NotFound()
@@ -61,6 +62,7 @@ class AuditedRefusal(DomainError):
             "fields": list(fields),
             "purpose": purpose,
             "outcome": "denied",
+            "details": details,
         }
 
 

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
 
+from app.access.content import AuditedRefusal
 from app.access.permissions import Permission
 from app.accounts import service
 from app.accounts.auth import StepUpRequired
@@ -123,25 +124,18 @@ async def pending_grants(
     }
 
 
-async def refused(
-    db: DbSession, auth: Auth, staff: Staff, error: DomainError, *, action: str, user_id: str, **details: str
-) -> DomainError:
-    """Undo the request's work, record the refusal on its own (committed) and return `error` to raise."""
-    actor = staff.principal.actor
-    await db.rollback()
-    audit.record(
-        db,
-        auth.clock,
-        actor=actor,
+def refused(staff: Staff, error: DomainError, *, action: str, user_id: str, **details: str) -> AuditedRefusal:
+    """The refusal to raise: the request's session dependency undoes the request's work, records
+    it (committed on its own) and answers with `error`."""
+    return AuditedRefusal(
+        staff.principal,
         action=action,
         object_type="user",
         object_id=user_id,
         fields=["roles"],
-        outcome="denied",
         details={**details, "reason": error.code},
+        error=error,
     )
-    await db.commit()
-    return error
 
 
 def own_roles() -> Forbidden:
@@ -228,7 +222,7 @@ async def update_user(
     if body.roles is not None:
         wanted = frozenset(Role(r) for r in body.roles)
         if wanted != user.role_set and user.id == staff.user.id:
-            raise await refused(db, auth, staff, own_roles(), action="user.updated", user_id=user.public_id)
+            raise refused(staff, own_roles(), action="user.updated", user_id=user.public_id)
         roles = service.parse_roles(body.roles)
         if (wanted - user.role_set) & service.PRIVILEGED_ROLES:
             if not auth.stepped_up(staff.session):
@@ -299,9 +293,7 @@ async def approve_role_grant(
     if grant is None:
         raise NotFound()
     if user.id == staff.user.id:
-        raise await refused(
-            db,
-            auth,
+        raise refused(
             staff,
             own_roles(),
             action="user.role_grant_approved",
@@ -310,9 +302,7 @@ async def approve_role_grant(
         )
     if grant.state == "pending" and grant.requested_by_id == staff.user.id:
         error = Conflict("A second admin must approve this role grant.", code="same_admin")
-        raise await refused(
-            db, auth, staff, error, action="user.role_grant_approved", user_id=user.public_id, grant=grant_id
-        )
+        raise refused(staff, error, action="user.role_grant_approved", user_id=user.public_id, grant=grant_id)
     if not auth.stepped_up(staff.session):
         raise StepUpRequired()
     await service.approve_role_grant(

@@ -15,10 +15,10 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.access.content import check_content
-from app.access.models import BreakGlassGrant
+from app.access.content import AuditedRefusal, check_content
+from app.access.models import BreakGlassGrant, CaseReassignment
 from app.access.permissions import Permission
-from app.access.policy import Principal, Purpose, may_read_case_content
+from app.access.policy import Principal, Purpose
 from app.accounts.deps import Auth, Staff, require
 from app.accounts.models import Role, User, UserStatus
 from app.audit import service as audit
@@ -51,7 +51,7 @@ from app.cases.schemas import (
 )
 from app.contacts.models import Contact
 from app.db.session import DbSession
-from app.errors import Conflict, Erased, InvalidInput, NotFound
+from app.errors import Conflict, Erased, Forbidden, InvalidInput, NotFound
 from app.publicid import new_public_id
 from app.referrals import service as referrals
 from app.referrals.models import Organisation
@@ -265,43 +265,37 @@ async def update_case(
     case = await visible_case(db, staff.principal, case_id)
     clock = auth.clock
     actor = staff.principal.actor
-    content = may_read_case_content(
-        staff.principal,
-        case.assignee_id,
-        break_glass=await auth.broker.active_break_glass(db, staff.principal, case),
-    )
     assigned = case.assignee_id == staff.user.id
-    if (body.fields is not None or body.caller_safety is not None) and not content:
-        raise NotFound()
+    if body.fields is not None or body.caller_safety is not None:
+        await check_content(
+            db,
+            clock,
+            staff.principal,
+            case,
+            action="case.update",
+            fields=[*(body.fields or {}), *(["caller_safety"] if body.caller_safety is not None else [])],
+        )
     if (body.status or body.category or body.urgency) and not (
         assigned or staff.principal.has(Role.supervisor)
     ):
         raise NotFound()
     if body.assignee is not None:
-        from app.access.models import CaseReassignment
-        from app.errors import Forbidden
-
         if Permission.cases_assign not in staff.permissions:
             raise NotFound()
         if body.assignee == staff.user.public_id:
             # The assignee reads the case's content: a supervisor who also volunteers would skip
             # break-glass. Another supervisor may assign it to them (reviewed below).
-            case_public_id = case.public_id
-            await db.rollback()
-            audit.record(
-                db,
-                clock,
-                actor=actor,
+            raise AuditedRefusal(
+                staff.principal,
                 action="case.assigned",
                 object_type="case",
-                object_id=case_public_id,
-                outcome="denied",
+                object_id=case.public_id,
                 details={"assignee": body.assignee, "reason": "self_assignment"},
-            )
-            await db.commit()
-            raise Forbidden(
-                "Supervisors do not assign cases to themselves: ask another supervisor, or use break-glass.",
-                code="self_assignment",
+                error=Forbidden(
+                    "Supervisors do not assign cases to themselves: ask another supervisor, "
+                    "or use break-glass.",
+                    code="self_assignment",
+                ),
             )
         assignee = await db.scalar(select(User).where(User.public_id == body.assignee))
         if (
