@@ -175,6 +175,17 @@ async def busy_app(make_settings: Any, clock: FrozenClock, database: Database) -
         yield application
 
 
+async def stream_open(app: FastAPI, timeout: float = 10.0) -> None:
+    """Wait until the stream has subscribed (a fixed sleep raced a slow start: a stream that
+    opened after the sign-out was rightly refused with 401)."""
+    hub: LiveHub = app.state.database.hub
+    deadline = asyncio.get_running_loop().time() + timeout
+    while hub.subscribers == 0:
+        assert asyncio.get_running_loop().time() < deadline, "the stream never opened"
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)  # and has read a few of the events
+
+
 async def ended_within(reading: asyncio.Task[str], seconds: float) -> list[dict[str, Any]]:
     events = events_in(await asyncio.wait_for(reading, timeout=seconds))
     assert events[-1] == {"type": "signed_out"}
@@ -195,7 +206,7 @@ async def test_a_busy_stream_ends_at_once_on_sign_out(
     publisher = asyncio.create_task(keep_publishing(app, user_audience(staff.user_public_id), stop))
     reading = asyncio.create_task(stream_of(staff))
     try:
-        await asyncio.sleep(0.5)
+        await stream_open(app)
         if how == "logout":
             ended = await staff.http.post("/api/v1/auth/logout", headers=staff.headers())
         else:
@@ -222,7 +233,7 @@ async def test_a_busy_stream_rechecks_its_session_every_few_seconds(busy_app: Fa
     publisher = asyncio.create_task(keep_publishing(app, user_audience(staff.user_public_id), stop))
     reading = asyncio.create_task(stream_of(staff))
     try:
-        await asyncio.sleep(0.5)
+        await stream_open(app)
         async with app.state.database.sessionmaker() as session, session.begin():
             user = (await session.scalars(select(User).where(User.public_id == staff.user_public_id))).one()
             await session.execute(
@@ -261,7 +272,7 @@ async def test_signing_out_on_one_worker_ends_the_stream_on_another(
                 base_url="https://hotline.test",
                 cookies=staff.http.cookies,
             ) as elsewhere:
-                await asyncio.sleep(0.5)
+                await stream_open(holding)
                 ended = await elsewhere.post("/api/v1/auth/logout", headers=staff.headers())
                 assert ended.status_code == 200, ended.text
             await ended_within(reading, 5)
