@@ -30,8 +30,9 @@ CONTENT_KEYS = {"body", "name", "number", "phone", "text", "caller_name"}
 
 @pytest.fixture
 async def live_app(make_settings: Any, clock: FrozenClock, database: Database) -> AsyncIterator[FastAPI]:
-    # Streams last 1.5 s here: long enough to publish into them, then httpx returns the body.
-    settings = make_settings(events_keepalive_seconds=0.1, events_max_seconds=1.5)
+    # Streams last 5 s here: long enough to publish into them on a loaded machine (the tests wait
+    # until every stream has subscribed first), then httpx returns the body.
+    settings = make_settings(events_keepalive_seconds=0.1, events_max_seconds=5)
     application = create_app(settings, clock=clock, database=database, run_jobs=False)
     async with application.router.lifespan_context(application):
         yield application
@@ -73,7 +74,7 @@ async def test_an_offer_reaches_only_its_volunteer_and_supervisors_see_the_board
     supervisor = await sign_in(app, roles="supervisor")
     await make_available_for_chat(app, chosen.user_public_id)
     streams = [asyncio.create_task(stream_of(c)) for c in (chosen, other, supervisor)]
-    await asyncio.sleep(0.3)  # the three streams are subscribed
+    await stream_open(app, streams=3)  # a fixed 0.3 s sleep raced a loaded machine
     times = routing.RoutingTimes()
     async with app.state.database.sessionmaker() as session, session.begin():
         task = await routing.create_task(
@@ -113,7 +114,7 @@ async def test_nothing_is_delivered_before_commit_or_after_rollback(live_app: Fa
 async def test_a_signed_out_session_ends_its_stream(live_app: FastAPI) -> None:
     staff = await sign_in(live_app, roles="volunteer")
     reading = asyncio.create_task(stream_of(staff))
-    await asyncio.sleep(0.2)
+    await stream_open(live_app)
     signed_out = await staff.http.post("/api/v1/auth/logout", headers=staff.headers())
     assert signed_out.status_code == 200
     events = events_in(await asyncio.wait_for(reading, timeout=5))
@@ -175,12 +176,12 @@ async def busy_app(make_settings: Any, clock: FrozenClock, database: Database) -
         yield application
 
 
-async def stream_open(app: FastAPI, timeout: float = 10.0) -> None:
-    """Wait until the stream has subscribed (a fixed sleep raced a slow start: a stream that
-    opened after the sign-out was rightly refused with 401)."""
+async def stream_open(app: FastAPI, timeout: float = 10.0, *, streams: int = 1) -> None:
+    """Wait until `streams` streams have subscribed (a fixed sleep raced a slow start: a stream
+    that opened after the sign-out was rightly refused with 401)."""
     hub: LiveHub = app.state.database.hub
     deadline = asyncio.get_running_loop().time() + timeout
-    while hub.subscribers == 0:
+    while hub.subscribers < streams:
         assert asyncio.get_running_loop().time() < deadline, "the stream never opened"
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.2)  # and has read a few of the events
