@@ -20,6 +20,8 @@ async def purge(ctx: JobContext, payload: dict[str, Any]) -> None:
     # Report dialogues nobody finished (a keyed hash of a number, kept minutes): gone too.
     async with ctx.services["database"].sessionmaker() as session, session.begin():
         await purge_dialogues(session, ctx.clock)
+        # Erasure requests nobody approved within a month: cancelled, their numbers shredded.
+        await service.expire_erasure_requests(session, ctx.clock)
     shredded = await service.purge(ctx.services["database"], ctx.clock, policy)
     if shredded:
         log.warning("retention purge", extra={"shredded": sum(shredded.values())})

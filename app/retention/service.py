@@ -703,3 +703,43 @@ async def process_erasure(
         details=outcome.details(),
     )
     return outcome
+
+
+# A request nobody approved is not kept for ever: its typed number is a person's number.
+ERASURE_REQUEST_DAYS = 30
+
+
+async def expire_erasure_requests(session: AsyncSession, clock: Clock) -> int:
+    """Cancel erasure requests still pending `ERASURE_REQUEST_DAYS` after they were made and shred
+    their typed numbers (key destroyed, column cleared); returns how many. Nothing is looked up:
+    an unapproved request stays blind. Runs with the hourly purge."""
+    cutoff = clock.now() - timedelta(days=ERASURE_REQUEST_DAYS)
+    stale = list(
+        await session.scalars(
+            select(ErasureRequest).where(
+                ErasureRequest.state == "pending", ErasureRequest.requested_at < cutoff
+            )
+        )
+    )
+    for request in stale:
+        request.state = "cancelled"
+        await shred(
+            session,
+            clock,
+            request.id,
+            (RetentionClass.caller_identity,),
+            actor=ERASER,
+            reason="retention",
+            object_type="erasure",
+            object_id=request.public_id,
+        )
+        audit.record(
+            session,
+            clock,
+            actor=ERASER,
+            action="erasure.expired",
+            object_type="erasure",
+            object_id=request.public_id,
+            details={"days": ERASURE_REQUEST_DAYS},
+        )
+    return len(stale)

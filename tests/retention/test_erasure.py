@@ -346,3 +346,39 @@ async def test_two_approvers_at_once_process_it_once(app: FastAPI) -> None:
         entries = list(await session.scalars(select(AuditEntry.action)))
         assert entries.count("erasure.processed") == 1 and entries.count("erasure.approved") == 1
         assert len(list(await session.scalars(select(TwilioCleanup)))) == 1
+
+
+async def test_a_request_nobody_approves_expires_and_its_number_is_shredded(app: FastAPI) -> None:
+    """A typed number is a person's number: a request still pending a month later is cancelled and
+    its number shredded by the hourly purge, without any lookup (it stays blind)."""
+    from datetime import timedelta
+
+    from app.retention.service import ERASURE_REQUEST_DAYS, expire_erasure_requests
+
+    first = await sign_in(app, roles="supervisor")
+    made = await first.http.post("/api/v1/erasures", json={"phone": KNOWN}, headers=first.headers())
+    assert made.status_code == 202, made.text
+    request_id = made.json()["id"]
+    async with app.state.database.sessionmaker() as session, session.begin():
+        assert await expire_erasure_requests(session, app.state.clock) == 0  # not yet
+    app.state.clock.advance(timedelta(days=ERASURE_REQUEST_DAYS, hours=1))
+    head = await audit_head(app)
+    async with app.state.database.sessionmaker() as session, session.begin():
+        assert await expire_erasure_requests(session, app.state.clock) == 1
+    async with app.state.database.sessionmaker() as session:
+        row = (
+            await session.scalars(select(ErasureRequest).where(ErasureRequest.public_id == request_id))
+        ).one()
+        assert row.state == "cancelled" and row.phone is None
+        keys = list(await session.scalars(select(DataKeyRecord).where(DataKeyRecord.subject_id == row.id)))
+        assert keys and all(k.destroyed_at is not None and k.wrapped is None for k in keys)
+    entries = await audit_since(app, head)
+    assert {(e.action, e.object_id) for e in entries} >= {("erasure.expired", request_id)}
+    assert not any(e.action.startswith("system.reveal") for e in entries)  # nothing was looked up
+    second = await sign_in(app, roles="supervisor")  # a month on: sessions from then are over
+    listed = (await second.http.get("/api/v1/erasures")).json()["items"]
+    assert [item["state"] for item in listed if item["id"] == request_id] == ["cancelled"]
+    late = await second.http.post(f"/api/v1/erasures/{request_id}/approve", headers=second.headers())
+    assert late.status_code == 409
+    for staff in (first, second):
+        await staff.http.aclose()
