@@ -39,6 +39,16 @@ async def until(predicate: Any, timeout: float = 30.0) -> bool:
     return False
 
 
+def all_deleted(app: FastAPI, fake: FakeTwilio, number: str) -> Any:
+    """Every clean-up done AND nothing of the number left at the fake: a reply's clean-up row only
+    exists once its status callback has arrived, so the rows alone can be 'all done' too early."""
+
+    async def check() -> bool:
+        return await cleaned_up(app) and twilio_records_of(fake, number) == []
+
+    return check
+
+
 async def cleaned_up(app: FastAPI) -> bool:
     async with app.state.database.sessionmaker() as session:
         states = list(await session.scalars(select(TwilioCleanup.state)))
@@ -66,7 +76,7 @@ async def test_an_anonymous_sms_report_leaves_nothing_that_names_the_reporter(
         filed = await sim.send_message(caller, HOTLINE, f"2 {facts}")
         code = code_in(filed.replies[0])
         assert code in filed.replies[0] and "REPORT" in filed.replies[0]
-        assert await until(lambda: cleaned_up(live_app)), "Twilio records not deleted"
+        assert await until(all_deleted(live_app, fake, caller)), "Twilio records not deleted"
         await sim.wait_idle(10)
     # Nothing names the reporter: no caller row (number, blind index), conversation or message.
     for model in (Caller, Conversation, ChatMessage, Contact):
@@ -101,7 +111,7 @@ async def test_additions_with_the_code_and_wrong_codes_throttled(live_app: FastA
         # Five wrong codes from this number today: even the right code must wait now.
         throttled = await sim.send_message(CALLER, HOTLINE, f"REPORT {code} still more")
         assert "Too many attempts" in throttled.replies[0]
-        assert await until(lambda: cleaned_up(live_app))
+        assert await until(all_deleted(live_app, fake, CALLER))
         await sim.wait_idle(10)
     async with live_app.state.database.sessionmaker() as session:
         report = (await session.scalars(select(Report))).one()
@@ -127,7 +137,11 @@ async def test_a_caller_with_an_identified_chat_reports_like_a_stranger(
             CALLER, HOTLINE, "1 The landlord threatens to call ICE, Corona, Monday"
         )
         code_in(filed.replies[0])
-        assert await until(lambda: cleaned_up(live_app))
+
+        async def only_the_conversation_left() -> bool:
+            return await cleaned_up(live_app) and len(twilio_records_of(fake, CALLER)) == 4
+
+        assert await until(only_the_conversation_left)
         await sim.wait_idle(10)
     async with live_app.state.database.sessionmaker() as session:
         caller = (await session.scalars(select(Caller))).one()  # kept: their own case uses it
